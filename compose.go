@@ -1,0 +1,40 @@
+package servicelive
+
+import (
+	"context"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// Composer applies a rendered compose project to a container engine, one
+// compose service at a time. dockercompose.Composer is the Docker Compose SDK
+// implementation; servicelivetest.Composer records calls for tests.
+type Composer interface {
+	// Up creates (building if the service has a build context) and starts exactly the
+	// compose service named service of project, leaving every other service, its
+	// dependencies included, untouched: `up -d --no-deps --build <service>`.
+	Up(ctx context.Context, project *types.Project, service string) error
+	// Down stops and removes that service's containers: `stop <service>` + `rm -f <service>`.
+	// project still lists service. Nothing to remove is not an error.
+	Down(ctx context.Context, project *types.Project, service string) error
+}
+
+// ProjectRemover is implemented by composers that can remove a whole project:
+// every container labelled with the project's name and the networks the
+// project created (never external ones). Manager.Teardown uses it when the
+// Composer has it, and falls back to Down for each service otherwise.
+type ProjectRemover interface {
+	RemoveProject(ctx context.Context, project *types.Project) error
+}
+
+// ServiceKey is the compose service name of service on decky: "<decky>-<service>".
+func ServiceKey(decky, service string) string { return decky + "-" + service }
+
+// Labels servicelive puts on every container it renders, beside the
+// com.docker.compose.* labels the Compose SDK needs. Reconcile and Teardown
+// find containers by these labels, never by name.
+const (
+	LabelDecky    = "servicelive.decky"    // the decky's name
+	LabelService  = "servicelive.service"  // the service's name; "" on a decky's base
+	LabelTopology = "servicelive.topology" // the topology ID; "" in the fleet
+)
