@@ -1,0 +1,354 @@
+package servicelive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// DefaultFleetProject is the compose project name of the fleet.
+const DefaultFleetProject = "decnet"
+
+// rollbackTimeout bounds the undo of a failed mutation, which runs even when
+// the caller's context is already cancelled.
+const rollbackTimeout = 30 * time.Second
+
+// fleetProjectRE: a compose project name without "_", which is reserved for
+// the topology projects derived from it.
+var fleetProjectRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Manager adds and removes services on deployed deckies. The Store is the
+// source of truth; the Composer applies changes to the engine; the Bus hears
+// of each successful change. A Manager is safe for concurrent use: mutations
+// of one decky are serialised, mutations of different deckies run in parallel.
+type Manager struct {
+	store        Store
+	composer     Composer
+	reg          *Registry
+	bus          Bus
+	log          *slog.Logger
+	projectDir   string
+	fleetProject string
+
+	locks keyLock    // per decky, per compose key
+	files fileWriter // the scopes' compose files
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithBus sets the Bus events are published on (default: none).
+func WithBus(b Bus) Option { return func(m *Manager) { m.bus = b } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+
+// WithProjectDir sets the directory where each scope's compose files are
+// (re)written: <dir>/<project>/compose.yaml includes one file per decky,
+// <dir>/<project>/deckies/<decky>.yaml. Default: no file is written.
+func WithProjectDir(dir string) Option { return func(m *Manager) { m.projectDir = dir } }
+
+// WithFleetProject sets the fleet's compose project name (default "decnet");
+// topology projects are named after it (see Manager.ProjectName).
+func WithFleetProject(name string) Option { return func(m *Manager) { m.fleetProject = name } }
+
+// New returns a Manager over store, composer and reg.
+func New(store Store, composer Composer, reg *Registry, opts ...Option) (*Manager, error) {
+	m := &Manager{store: store, composer: composer, reg: reg, fleetProject: DefaultFleetProject}
+	for _, o := range opts {
+		o(m)
+	}
+	switch {
+	case store == nil:
+		return nil, errors.New("servicelive: new manager: nil store")
+	case composer == nil:
+		return nil, errors.New("servicelive: new manager: nil composer")
+	case reg == nil:
+		return nil, errors.New("servicelive: new manager: nil registry")
+	case !fleetProjectRE.MatchString(m.fleetProject):
+		return nil, fmt.Errorf("servicelive: new manager: bad fleet project name %q (want %s)", m.fleetProject, fleetProjectRE)
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	m.files.m = m
+	return m, nil
+}
+
+// AddOption configures one AddService call.
+type AddOption func(*addOptions)
+
+type addOptions struct {
+	cfg Config
+}
+
+// WithConfig sets the service's configuration on the decky; it is validated
+// against the service's Schema (Service.Validate).
+func WithConfig(cfg Config) AddOption { return func(o *addOptions) { o.cfg = cfg } }
+
+// errAlreadyOn is returned by the Update function of an add to a decky that
+// already has the service.
+var errAlreadyOn = errors.New("service already on decky")
+
+// AddService adds service to a deployed decky and starts its container; it returns
+// the decky's services after the change.
+//
+// Refused calls change nothing: a bad name, an unknown or fleet-singleton
+// service or a bad config matches ErrInvalidService; a missing decky or
+// topology ErrNotFound; a service already on the decky, or whose compose key
+// collides with another one in the scope, ErrConflict. When the engine fails
+// (or ctx ends) the change is undone — container, Store and compose file —
+// and the error wraps the engine's error; a retry then works.
+func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts ...AddOption) ([]string, error) {
+	fail := func(kind, err error, msg string) ([]string, error) {
+		return nil, &Error{Op: "add", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg}
+	}
+	if err := ref.validate(); err != nil {
+		return fail(ErrInvalidService, err, "")
+	}
+	if !ValidServiceName(service) {
+		return fail(ErrInvalidService, nil, "bad service name")
+	}
+	svc, ok := m.reg.Lookup(service)
+	switch {
+	case !ok:
+		return fail(ErrInvalidService, nil, "unknown service")
+	case svc.FleetSingleton:
+		return fail(ErrInvalidService, nil, "fleet-singleton service cannot be added per decky")
+	}
+	var o addOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	cfg, err := svc.Validate(o.cfg)
+	if err != nil {
+		return fail(ErrInvalidService, err, "")
+	}
+
+	key := ServiceKey(ref.Decky, service)
+	unlock, err := m.lockAll(ctx, ref, key)
+	if err != nil {
+		return fail(nil, err, "")
+	}
+	defer unlock()
+	if err := m.checkKey(ctx, ref, service, key); err != nil {
+		return nil, err
+	}
+
+	after, err := m.store.Update(ctx, ref, func(d *Decky) error {
+		if d.HasService(service) {
+			return errAlreadyOn
+		}
+		d.Services = append(d.Services, service)
+		if len(cfg) > 0 {
+			if d.Config == nil {
+				d.Config = make(map[string]Config)
+			}
+			d.Config[service] = cfg.Clone()
+		} else {
+			delete(d.Config, service)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errAlreadyOn):
+		return fail(ErrConflict, nil, errAlreadyOn.Error())
+	case err != nil:
+		return fail(nil, err, "")
+	}
+
+	project, err := m.deckyProject(ref.Topology, after, false)
+	if err == nil {
+		err = m.files.writeDecky(ctx, ref.Topology, project, after)
+	}
+	if err == nil {
+		err = m.composer.Up(ctx, project, key)
+		if err != nil {
+			err = &Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "engine"}
+			// The container may exist half-made: remove it first.
+			if derr := m.down(ctx, project, key); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}
+	}
+	if err != nil {
+		if rerr := m.undoAdd(ctx, ref, service); rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+		return nil, err
+	}
+
+	m.publish(ctx, Event{Kind: ServiceAdded, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services})
+	return slices.Clone(after.Services), nil
+}
+
+// undoAdd takes service (and its config) back off the decky and rewrites its
+// compose file, even when ctx is cancelled.
+func (m *Manager) undoAdd(ctx context.Context, ref Ref, service string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	before, err := m.store.Update(ctx, ref, func(d *Decky) error {
+		d.Services = slices.DeleteFunc(d.Services, func(s string) bool { return s == service })
+		delete(d.Config, service)
+		return nil
+	})
+	if err == nil {
+		err = m.writeDeckyFile(ctx, ref.Topology, before)
+	}
+	if err != nil {
+		return &Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "rollback failed (Reconcile repairs it)"}
+	}
+	return nil
+}
+
+// down runs Composer.Down with a context that survives the caller's
+// cancellation, for cleanups.
+func (m *Manager) down(ctx context.Context, project *types.Project, key string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	if err := m.composer.Down(ctx, project, key); err != nil {
+		return fmt.Errorf("servicelive: rollback: remove container of %s: %w", key, err)
+	}
+	return nil
+}
+
+// RemoveService stops and removes service's container and drops it (and its config)
+// from the decky; it returns the decky's services after the change.
+//
+// The service need not be registered any more. A missing decky or topology
+// matches ErrNotFound, a service not on the decky ErrConflict. The container
+// is removed first: when the engine fails nothing is persisted and the error
+// wraps the engine's error.
+func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([]string, error) {
+	fail := func(kind, err error, msg string) ([]string, error) {
+		return nil, &Error{Op: "remove", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg}
+	}
+	if err := ref.validate(); err != nil {
+		return fail(ErrInvalidService, err, "")
+	}
+	if !ValidServiceName(service) {
+		return fail(ErrInvalidService, nil, "bad service name")
+	}
+	unlock, err := m.locks.Lock(ctx, ref.String())
+	if err != nil {
+		return fail(nil, err, "")
+	}
+	defer unlock()
+
+	before, err := m.store.Get(ctx, ref)
+	if err != nil {
+		return fail(nil, err, "")
+	}
+	if !before.HasService(service) {
+		return fail(ErrConflict, nil, "service not on decky")
+	}
+	key := ServiceKey(ref.Decky, service)
+	project, err := m.deckyProject(ref.Topology, before, true)
+	if err != nil {
+		return fail(nil, err, "")
+	}
+	// The file first, so that a full `up` never resurrects the service; then
+	// the engine; then the Store. A failure puts the file back.
+	afterFile := before.Clone()
+	afterFile.Services = slices.DeleteFunc(afterFile.Services, func(s string) bool { return s == service })
+	delete(afterFile.Config, service)
+	if err := m.writeDeckyFile(ctx, ref.Topology, afterFile); err != nil {
+		return fail(nil, err, "")
+	}
+	restore := func(err error) ([]string, error) {
+		if ferr := m.writeDeckyFile(context.WithoutCancel(ctx), ref.Topology, before); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		return nil, err
+	}
+	if err := m.composer.Down(ctx, project, key); err != nil {
+		return restore(&Error{Op: "remove", Ref: ref, Service: service, Err: err, Msg: "engine"})
+	}
+	after, err := m.store.Update(ctx, ref, func(d *Decky) error {
+		d.Services = slices.DeleteFunc(d.Services, func(s string) bool { return s == service })
+		delete(d.Config, service)
+		return nil
+	})
+	if err != nil {
+		return restore(&Error{Op: "remove", Ref: ref, Service: service, Err: err})
+	}
+	m.publish(ctx, Event{Kind: ServiceRemoved, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services})
+	return slices.Clone(after.Services), nil
+}
+
+// lockAll takes the decky's lock, then the compose key's, so that two adds
+// producing the same key in a scope (decky a + service b-c, decky a-b +
+// service c) are serialised and the second sees the first.
+func (m *Manager) lockAll(ctx context.Context, ref Ref, key string) (func(), error) {
+	unlockDecky, err := m.locks.Lock(ctx, ref.String())
+	if err != nil {
+		return nil, err
+	}
+	unlockKey, err := m.locks.Lock(ctx, "key:"+Ref{Topology: ref.Topology, Decky: key}.String())
+	if err != nil {
+		unlockDecky()
+		return nil, err
+	}
+	return func() { unlockKey(); unlockDecky() }, nil
+}
+
+// checkKey refuses (ErrConflict) a compose key that another decky of the
+// scope already uses, as its base name or as one of its service keys. Only
+// the few deckies whose names are prefixes of key are looked at.
+func (m *Manager) checkKey(ctx context.Context, ref Ref, service, key string) error {
+	for _, name := range keyCandidates(key) {
+		if name == ref.Decky {
+			continue
+		}
+		d, err := m.store.Get(ctx, Ref{Topology: ref.Topology, Decky: name})
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case err != nil:
+			return &Error{Op: "add", Ref: ref, Service: service, Err: err}
+		case name == key:
+			return &Error{Op: "add", Ref: ref, Service: service, Kind: ErrConflict, Msg: "compose key " + key + " is the name of another decky"}
+		case d.HasService(key[len(name)+1:]):
+			return &Error{Op: "add", Ref: ref, Service: service, Kind: ErrConflict, Msg: "compose key " + key + " is used by decky " + name}
+		}
+	}
+	return nil
+}
+
+// publish sends e on the Bus, best-effort: failures (panics included) are
+// logged, never returned.
+func (m *Manager) publish(ctx context.Context, e Event) {
+	if m.bus == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			m.log.LogAttrs(ctx, slog.LevelError, "servicelive: publish panicked", slog.String("topic", e.Topic()), slog.Any("panic", r))
+		}
+	}()
+	e.Services = slices.Clone(e.Services)
+	if err := m.bus.Publish(context.WithoutCancel(ctx), e); err != nil {
+		m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: publish failed", slog.String("topic", e.Topic()), slog.Any("error", err))
+	}
+}
+
+// writeDeckyFile renders d and rewrites its compose file (when a project
+// directory is set).
+func (m *Manager) writeDeckyFile(ctx context.Context, topology string, d Decky) error {
+	if m.projectDir == "" {
+		return nil
+	}
+	p, err := m.deckyProject(topology, d, true)
+	if err != nil {
+		return err
+	}
+	return m.files.writeDecky(ctx, topology, p, d)
+}
+
