@@ -351,4 +351,3 @@ func (m *Manager) writeDeckyFile(ctx context.Context, topology string, d Decky) 
 	}
 	return m.files.writeDecky(ctx, topology, p, d)
 }
-
