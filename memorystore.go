@@ -1,0 +1,252 @@
+package servicelive
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// MemoryStore is a Store that keeps every decky in memory: the embedded
+// default and the store for tests. Its state is lost with the process and it
+// cannot be shared between processes; use FileStore for that.
+//
+// A MemoryStore is safe for concurrent use. Get and Update are map lookups,
+// so their cost does not grow with the number of deckies. Every Decky goes in
+// and comes out as a deep copy: callers never alias the stored slices and maps.
+// Create one with NewMemoryStore.
+type MemoryStore struct {
+	mu     sync.RWMutex
+	scopes map[string]map[string]Decky // topology ID ("" = the fleet) -> decky name -> decky
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// NewMemoryStore returns a MemoryStore holding a deep copy of deckies, keyed
+// by topology ID ("" = the fleet). The fleet always exists, even when
+// deckies has no "" key; every other key creates that topology, even with no
+// deckies. The seed is not validated: use Put to add deckies with checks.
+func NewMemoryStore(deckies map[string][]Decky) *MemoryStore {
+	s := &MemoryStore{scopes: map[string]map[string]Decky{"": {}}}
+	for topology, ds := range deckies {
+		scope := s.scopes[topology]
+		if scope == nil {
+			scope = make(map[string]Decky, len(ds))
+			s.scopes[topology] = scope
+		}
+		for _, d := range ds {
+			scope[d.Name] = d.Clone()
+		}
+	}
+	return s
+}
+
+// Get returns a deep copy of the decky ref addresses. A missing topology or
+// decky is an error matching ErrNotFound; a malformed ref matches
+// ErrInvalidService.
+func (s *MemoryStore) Get(ctx context.Context, ref Ref) (Decky, error) {
+	if err := ctx.Err(); err != nil {
+		return Decky{}, err
+	}
+	if err := ref.validate(); err != nil {
+		return Decky{}, &Error{Op: "get", Ref: ref, Err: err}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d, err := s.lookup(ref)
+	if err != nil {
+		return Decky{}, err
+	}
+	return d.Clone(), nil
+}
+
+// List returns deep copies of the deckies of topology ("" = the fleet),
+// sorted by name. An empty scope is an empty, non-nil slice; a missing
+// topology is an error matching ErrNotFound.
+func (s *MemoryStore) List(ctx context.Context, topology string) ([]Decky, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := validateScope(topology); err != nil {
+		return nil, &Error{Op: "list", Err: err}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	scope, ok := s.scopes[topology]
+	if !ok {
+		return nil, storeTopologyNotFound(topology)
+	}
+	out := make([]Decky, 0, len(scope))
+	for _, d := range scope {
+		out = append(out, d.Clone())
+	}
+	slices.SortFunc(out, func(a, b Decky) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Update runs fn on a deep copy of the decky ref addresses and stores the
+// result, atomically with respect to every other call on s. fn runs once,
+// with s locked: it must not call s. If fn returns an error nothing is
+// written and Update returns that error unchanged. fn may not rename the
+// decky, and config values must be string, int, bool or []string; otherwise
+// nothing is written and the error matches ErrInvalidService. A missing
+// topology or decky matches ErrNotFound and fn is not called. The returned
+// Decky is a deep copy of what was stored.
+func (s *MemoryStore) Update(ctx context.Context, ref Ref, fn func(*Decky) error) (Decky, error) {
+	if err := ctx.Err(); err != nil {
+		return Decky{}, err
+	}
+	if err := ref.validate(); err != nil {
+		return Decky{}, &Error{Op: "update", Ref: ref, Err: err}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, err := s.lookup(ref)
+	if err != nil {
+		return Decky{}, err
+	}
+	d := cur.Clone()
+	if err := fn(&d); err != nil {
+		return Decky{}, err
+	}
+	if err := storeCheckUpdate(ref, d); err != nil {
+		return Decky{}, err
+	}
+	stored := d.Clone() // fn's caller may still hold &d
+	s.scopes[ref.Topology][ref.Decky] = stored
+	return stored.Clone(), nil
+}
+
+// Put stores a deep copy of d in topology ("" = the fleet), replacing any
+// decky of the same name and creating the topology if it does not exist.
+// A bad topology ID or decky name, or a config value that is not a string,
+// int, bool or []string, is an error matching ErrInvalidService.
+func (s *MemoryStore) Put(ctx context.Context, topology string, d Decky) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := storeCheckPut(topology, d); err != nil {
+		return err
+	}
+	d = d.Clone()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	scope := s.scopes[topology]
+	if scope == nil {
+		scope = make(map[string]Decky)
+		s.scopes[topology] = scope
+	}
+	scope[d.Name] = d
+	return nil
+}
+
+// Delete removes the decky ref addresses. A missing topology or decky is an
+// error matching ErrNotFound. The topology remains, even when it is left
+// with no deckies.
+func (s *MemoryStore) Delete(ctx context.Context, ref Ref) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := ref.validate(); err != nil {
+		return &Error{Op: "delete", Ref: ref, Err: err}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.lookup(ref); err != nil {
+		return err
+	}
+	delete(s.scopes[ref.Topology], ref.Decky)
+	return nil
+}
+
+// lookup returns the stored decky (not a copy); s.mu must be held.
+func (s *MemoryStore) lookup(ref Ref) (Decky, error) {
+	scope, ok := s.scopes[ref.Topology]
+	if !ok {
+		return Decky{}, storeTopologyNotFound(ref.Topology)
+	}
+	d, ok := scope[ref.Decky]
+	if !ok {
+		return Decky{}, storeDeckyNotFound(ref)
+	}
+	return d, nil
+}
+
+// storeDeckyNotFound is the error of a Store for a missing decky, e.g.
+// "servicelive: decky fleet/web1: not found".
+func storeDeckyNotFound(ref Ref) error {
+	return fmt.Errorf("servicelive: decky %s: %w", ref, ErrNotFound)
+}
+
+// storeTopologyNotFound is the error of a Store for a missing topology, e.g.
+// "servicelive: topology t1: not found".
+func storeTopologyNotFound(topology string) error {
+	return fmt.Errorf("servicelive: topology %s: %w", topology, ErrNotFound)
+}
+
+// storeCheckPut checks a decky given to Put: names and config values.
+func storeCheckPut(topology string, d Decky) error {
+	ref := Ref{Topology: topology, Decky: d.Name}
+	if err := ref.validate(); err != nil {
+		return &Error{Op: "put", Ref: ref, Err: err}
+	}
+	return storeCheckValues(ref, "put", d)
+}
+
+// storeCheckUpdate checks the decky fn left behind in Update: same name,
+// storable config values.
+func storeCheckUpdate(ref Ref, d Decky) error {
+	if d.Name != ref.Decky {
+		return &Error{Op: "update", Ref: ref, Kind: ErrInvalidService,
+			Msg: fmt.Sprintf("fn renamed the decky to %q", d.Name)}
+	}
+	return storeCheckValues(ref, "update", d)
+}
+
+// storeCheckValues reports a config value that is not a string, int, bool or
+// []string, or a string that is not valid UTF-8 (no store could return it
+// unchanged). The error matches ErrInvalidService.
+func storeCheckValues(ref Ref, op string, d Decky) error {
+	bad := func(what string) error {
+		return &Error{Op: op, Ref: ref, Kind: ErrInvalidService, Msg: what + " is not valid UTF-8"}
+	}
+	fields := [...]struct{ what, s string }{
+		{"hostname", d.Hostname}, {"ip", d.IP}, {"image", d.Image}, {"network", d.Network}, {"host", d.Host},
+	}
+	for _, f := range fields {
+		if !utf8.ValidString(f.s) {
+			return bad(f.what)
+		}
+	}
+	for _, svc := range d.Services {
+		if !utf8.ValidString(svc) {
+			return bad("service name")
+		}
+	}
+	for svc, cfg := range d.Config {
+		if !utf8.ValidString(svc) {
+			return bad("service name")
+		}
+		for k, v := range cfg {
+			var ok bool
+			switch v := v.(type) {
+			case string:
+				ok = utf8.ValidString(v)
+			case int, bool:
+				ok = true
+			case []string:
+				ok = true
+				for _, s := range v {
+					ok = ok && utf8.ValidString(s)
+				}
+			}
+			if !ok || !utf8.ValidString(k) {
+				return &ConfigError{Service: svc, Key: k,
+					Reason: fmt.Sprintf("cannot store a value of type %T (want string, int, bool or []string, valid UTF-8)", v)}
+			}
+		}
+	}
+	return nil
+}
