@@ -47,7 +47,7 @@ func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) err
 		}
 		return &Error{Op: "deploy", Ref: ref, Err: err}
 	}
-	p, err := m.deckyProject(topology, d, false)
+	p, err := m.deckyProject(topology, d, false, "")
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,11 @@ func (m *Manager) scope(ctx context.Context, op, topology string) ([]Decky, *typ
 	if err != nil {
 		return nil, nil, &Error{Op: op, Ref: ref, Err: err}
 	}
-	p := m.newProject(topology)
+	n := len(deckies)
+	for _, d := range deckies {
+		n += len(d.Services)
+	}
+	p := m.newProject(topology, n)
 	for _, d := range deckies {
 		if err := m.addDecky(p, topology, d, op == "teardown"); err != nil {
 			return nil, nil, err

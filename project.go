@@ -62,13 +62,14 @@ func (m *Manager) Project(ctx context.Context, topology string) (*types.Project,
 	return p, err
 }
 
-// newProject returns an empty project for a scope.
-func (m *Manager) newProject(topology string) *types.Project {
+// newProject returns an empty project for a scope;
+// services is a size hint.
+func (m *Manager) newProject(topology string, services int) *types.Project {
 	name := m.ProjectName(topology)
 	p := &types.Project{
 		Name:     name,
-		Services: types.Services{},
-		Networks: types.Networks{},
+		Services: make(types.Services, services),
+		Networks: make(types.Networks, 1),
 	}
 	if m.projectDir != "" {
 		p.WorkingDir = filepath.Join(m.projectDir, name)
@@ -77,11 +78,15 @@ func (m *Manager) newProject(topology string) *types.Project {
 	return p
 }
 
-// deckyProject renders the project of one decky: its base and its services,
-// in the scope's project. stub renders services that left the registry
-// without an image (good enough to stop and remove them).
-func (m *Manager) deckyProject(topology string, d Decky, stub bool) (*types.Project, error) {
-	p := m.newProject(topology)
+// deckyProject renders the project of one decky in the scope's project: its
+// base and its services, or only the service named only when it is not "".
+// stub renders services that left the registry without an image (good
+// enough to stop and remove them).
+func (m *Manager) deckyProject(topology string, d Decky, stub bool, only string) (*types.Project, error) {
+	if only != "" {
+		d.Services = []string{only}
+	}
+	p := m.newProject(topology, 1+len(d.Services))
 	if err := m.addDecky(p, topology, d, stub); err != nil {
 		return nil, err
 	}

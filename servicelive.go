@@ -164,9 +164,12 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 		return fail(nil, err, "")
 	}
 
-	project, err := m.deckyProject(ref.Topology, after, false)
+	// The engine gets the decky's base and the new service only: rendering
+	// the whole scope (or even the whole decky) would make the cost of a
+	// mutation grow with it.
+	project, err := m.deckyProject(ref.Topology, after, false, service)
 	if err == nil {
-		err = m.files.writeDecky(ctx, ref.Topology, project, after)
+		err = m.writeDeckyFile(ctx, ref.Topology, after)
 	}
 	if err == nil {
 		err = m.composer.Up(ctx, project, key)
@@ -250,7 +253,7 @@ func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([
 		return fail(ErrConflict, nil, "service not on decky")
 	}
 	key := ServiceKey(ref.Decky, service)
-	project, err := m.deckyProject(ref.Topology, before, true)
+	project, err := m.deckyProject(ref.Topology, before, true, service)
 	if err != nil {
 		return fail(nil, err, "")
 	}
@@ -345,7 +348,7 @@ func (m *Manager) writeDeckyFile(ctx context.Context, topology string, d Decky) 
 	if m.projectDir == "" {
 		return nil
 	}
-	p, err := m.deckyProject(topology, d, true)
+	p, err := m.deckyProject(topology, d, true, "")
 	if err != nil {
 		return err
 	}
