@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -86,7 +87,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 }
 
 // run serves until ctx ends, then shuts down gracefully.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) (err error) {
 	o, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -96,22 +97,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Warn("the API token is short; use at least 16 random characters")
 	}
 
-	store, err := openStore(ctx, o.state, log)
+	b, err := newBackend(ctx, o, log)
 	if err != nil {
 		return err
 	}
-	reg, err := demoRegistry()
+	defer func() { err = errors.Join(err, b.close()) }()
+	store, err := openStore(ctx, o.state, b.image, log)
 	if err != nil {
 		return err
 	}
-	composer := &logComposer{log: log}
+	reg, err := demoRegistry(b.image)
+	if err != nil {
+		return err
+	}
 	mopts := []servicelive.Option{servicelive.WithLogger(log)}
 	if o.projectDir != "" {
 		mopts = append(mopts, servicelive.WithProjectDir(o.projectDir))
 	}
-	m, err := servicelive.New(store, composer, reg, mopts...)
+	m, err := servicelive.New(store, b.composer, reg, mopts...)
 	if err != nil {
 		return err
+	}
+	if b.deploy {
+		if err := deployAll(ctx, m, store, log); err != nil {
+			return err
+		}
+		if o.state == "" {
+			// The state dies with the process: so do its containers.
+			defer func() { err = errors.Join(err, teardownAll(m, store, log)) }()
+		}
 	}
 
 	ln, err := net.Listen("tcp", o.addr)
@@ -150,6 +164,84 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return nil
 }
 
+// backend is what the Manager drives.
+type backend struct {
+	composer servicelive.Composer
+	image    demoImage
+	deploy   bool         // deploy every scope at start (and tear down in-memory ones at exit)
+	close    func() error // releases the composer
+}
+
+// demoImage is the image every demo container runs.
+type demoImage struct {
+	ref    string   // the image reference
+	banner []string // the command that makes it serve $BANNER on TCP $PORT; nil: the image's own
+}
+
+// standInImage names the image of the demo's deckies and services under the
+// stand-in Composer, which runs nothing.
+const standInImage = "servicelive-demo:stand-in"
+
+// newBackend returns the backend the flags ask for.
+func newBackend(_ context.Context, _ options, log *slog.Logger) (backend, error) {
+	return newStandIn(log), nil
+}
+
+// newStandIn returns the default backend: the logging stand-in Composer.
+func newStandIn(log *slog.Logger) backend {
+	return backend{
+		composer: &logComposer{log: log},
+		image:    demoImage{ref: standInImage},
+		close:    func() error { return nil },
+	}
+}
+
+// deployAll deploys the fleet and every demo topology present in the store.
+func deployAll(ctx context.Context, m *servicelive.Manager, s servicelive.Store, log *slog.Logger) error {
+	for _, topology := range scopes(ctx, s) {
+		start := time.Now()
+		if err := m.Deploy(ctx, topology); err != nil {
+			return fmt.Errorf("deploy %s: %w", scopeName(topology), err)
+		}
+		log.Info("deployed", "scope", scopeName(topology), "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// teardownAll removes the containers of every scope deployAll deployed.
+func teardownAll(m *servicelive.Manager, s servicelive.Store, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, topology := range scopes(ctx, s) {
+		if err := m.Teardown(ctx, topology); err != nil {
+			errs = append(errs, fmt.Errorf("teardown %s: %w", scopeName(topology), err))
+			continue
+		}
+		log.Info("torn down", "scope", scopeName(topology))
+	}
+	return errors.Join(errs...)
+}
+
+// scopes returns the fleet and the demo topologies the store holds.
+func scopes(ctx context.Context, s servicelive.Store) []string {
+	out := []string{""}
+	for topology := range demoDeckies(demoImage{}) {
+		if _, err := s.List(ctx, topology); topology != "" && err == nil {
+			out = append(out, topology)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func scopeName(topology string) string {
+	if topology == "" {
+		return "fleet"
+	}
+	return "topology " + topology
+}
+
 // store is what the command needs of a Store: the Manager's interface plus
 // Put, to seed it.
 type store interface {
@@ -159,7 +251,7 @@ type store interface {
 
 // openStore returns a MemoryStore seeded with the demo deckies, or the
 // FileStore at path (seeded with them when the file does not exist yet).
-func openStore(ctx context.Context, path string, log *slog.Logger) (servicelive.Store, error) {
+func openStore(ctx context.Context, path string, img demoImage, log *slog.Logger) (servicelive.Store, error) {
 	var s store = servicelive.NewMemoryStore(nil)
 	if path != "" {
 		_, statErr := os.Stat(path)
@@ -174,7 +266,7 @@ func openStore(ctx context.Context, path string, log *slog.Logger) (servicelive.
 		log.Info("new state file, seeded with the demo deckies", "path", path)
 		s = fs
 	}
-	for topology, ds := range demoDeckies() {
+	for topology, ds := range demoDeckies(img) {
 		for _, d := range ds {
 			if err := s.Put(ctx, topology, d); err != nil {
 				return nil, err
@@ -185,48 +277,61 @@ func openStore(ctx context.Context, path string, log *slog.Logger) (servicelive.
 }
 
 // demoDeckies are the deckies the demo starts with, by topology ("" = the
-// fleet).
-func demoDeckies() map[string][]servicelive.Decky {
+// fleet): web1 (running http) and web2 in the fleet, edge1 in topology
+// "lab". Their base containers run img with its own command.
+func demoDeckies(img demoImage) map[string][]servicelive.Decky {
 	return map[string][]servicelive.Decky{
 		"": {
-			{Name: "web1", Hostname: "web1", IP: "10.0.0.11", Image: "busybox:latest", Services: []string{"http"}},
-			{Name: "web2", Hostname: "web2", IP: "10.0.0.12", Image: "busybox:latest"},
+			{Name: "web1", Hostname: "web1", Image: img.ref, Services: []string{"http"}},
+			{Name: "web2", Hostname: "web2", Image: img.ref},
 		},
 		"lab": {
-			{Name: "edge1", Hostname: "edge1", IP: "10.1.0.11", Image: "busybox:latest"},
+			{Name: "edge1", Hostname: "edge1", Image: img.ref},
 		},
 	}
 }
 
 // demoRegistry returns the services the demo can add: ssh (configurable
 // port and banner), http, and llmnr, a fleet singleton that AddService
-// refuses. The images are placeholders for the stand-in Composer.
-func demoRegistry() (*servicelive.Registry, error) {
+// refuses. Each runs img; with a banner command, as a banner server on its
+// port.
+func demoRegistry(img demoImage) (*servicelive.Registry, error) {
+	banner := func(port int, text string) func(servicelive.Decky, servicelive.Config, *types.ServiceConfig) {
+		return func(_ servicelive.Decky, cfg servicelive.Config, s *types.ServiceConfig) {
+			if p, ok := cfg["port"].(int); ok {
+				port = p
+			}
+			if b, ok := cfg["banner"].(string); ok {
+				text = b + "\r\n"
+			}
+			if img.banner != nil {
+				s.Command = slices.Clone(img.banner)
+			}
+			ps := strconv.Itoa(port)
+			if s.Environment == nil {
+				s.Environment = types.MappingWithEquals{}
+			}
+			s.Environment["PORT"] = &ps
+			s.Environment["BANNER"] = &text
+		}
+	}
 	return servicelive.NewRegistry(
 		servicelive.Service{
 			Name:  "ssh",
-			Image: "decnet/ssh:demo",
+			Image: img.ref,
 			Ports: []int{22},
 			Schema: []servicelive.Field{
 				{Key: "port", Type: servicelive.FieldInt},
 				{Key: "banner", Type: servicelive.FieldString},
 			},
-			Compose: func(_ servicelive.Decky, cfg servicelive.Config, s *types.ServiceConfig) {
-				set := func(k, v string) {
-					if s.Environment == nil {
-						s.Environment = types.MappingWithEquals{}
-					}
-					s.Environment[k] = &v
-				}
-				if port, ok := cfg["port"].(int); ok {
-					set("SSH_PORT", strconv.Itoa(port))
-				}
-				if banner, ok := cfg["banner"].(string); ok {
-					set("SSH_BANNER", banner)
-				}
-			},
+			Compose: banner(22, "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n"),
 		},
-		servicelive.Service{Name: "http", Image: "decnet/http:demo", Ports: []int{80}},
-		servicelive.Service{Name: "llmnr", Image: "decnet/llmnr:demo", Ports: []int{5355}, FleetSingleton: true},
+		servicelive.Service{
+			Name:    "http",
+			Image:   img.ref,
+			Ports:   []int{80},
+			Compose: banner(80, "HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nContent-Length: 0\r\n\r\n"),
+		},
+		servicelive.Service{Name: "llmnr", Image: img.ref, Ports: []int{5355}, FleetSingleton: true},
 	)
 }

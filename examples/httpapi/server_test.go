@@ -24,6 +24,9 @@ import (
 
 const testToken = "test-token-0123456789abcdef"
 
+// testImage is a demo image with a banner command, as under -engine.
+var testImage = demoImage{ref: "servicelive-test:x", banner: []string{"banner"}}
+
 // fixture is the handler over a Manager with the demo registry, a
 // MemoryStore seeded with the demo deckies and a recording Composer.
 type fixture struct {
@@ -35,10 +38,10 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	reg, err := demoRegistry()
+	reg, err := demoRegistry(testImage)
 	require.NoError(t, err)
 	f := &fixture{
-		store:    servicelive.NewMemoryStore(demoDeckies()),
+		store:    servicelive.NewMemoryStore(demoDeckies(testImage)),
 		composer: new(servicelivetest.Composer),
 		logs:     new(syncBuffer),
 	}
@@ -138,6 +141,17 @@ func TestAddFleet(t *testing.T) {
 	assert.Equal(t, []string{"ssh"}, d.Services)
 	assert.Equal(t, servicelive.Config{"port": 2222, "banner": "OpenSSH_9.6"}, d.Config["ssh"], "config coerced (port is an int)")
 	assert.Equal(t, []string{"web2-ssh"}, f.composer.Running())
+
+	// The registry's hook turned the config into the container's settings.
+	calls := f.composer.Calls()
+	require.Len(t, calls, 1)
+	svc := calls[0].Spec.Services["web2-ssh"]
+	assert.Equal(t, "servicelive-test:x", svc.Image)
+	assert.Equal(t, []string{"banner"}, []string(svc.Command))
+	require.NotNil(t, svc.Environment["PORT"])
+	assert.Equal(t, "2222", *svc.Environment["PORT"])
+	require.NotNil(t, svc.Environment["BANNER"])
+	assert.Equal(t, "OpenSSH_9.6\r\n", *svc.Environment["BANNER"])
 
 	// A second service keeps the order.
 	rec = f.do(t, "POST", "/api/v1/deckies/web2/services", `{"name": "http"}`)
@@ -323,9 +337,9 @@ func TestAuthSchemeCaseInsensitive(t *testing.T) {
 }
 
 func TestEmptyTokenRefusesEverything(t *testing.T) {
-	reg, err := demoRegistry()
+	reg, err := demoRegistry(testImage)
 	require.NoError(t, err)
-	m, err := servicelive.New(servicelive.NewMemoryStore(demoDeckies()), new(servicelivetest.Composer), reg)
+	m, err := servicelive.New(servicelive.NewMemoryStore(demoDeckies(testImage)), new(servicelivetest.Composer), reg)
 	require.NoError(t, err)
 	h := newHandler(m, "", nil)
 	for _, auth := range []string{"", "Bearer ", "Bearer  "} {
@@ -448,7 +462,7 @@ func TestOpenStore(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 
 	// In memory: the demo deckies.
-	s, err := openStore(ctx, "", log)
+	s, err := openStore(ctx, "", testImage, log)
 	require.NoError(t, err)
 	assert.IsType(t, (*servicelive.MemoryStore)(nil), s)
 	ds, err := s.List(ctx, "")
@@ -457,7 +471,7 @@ func TestOpenStore(t *testing.T) {
 
 	// A new state file: seeded. An existing one: left as it is.
 	path := filepath.Join(t.TempDir(), "state.json")
-	s, err = openStore(ctx, path, log)
+	s, err = openStore(ctx, path, testImage, log)
 	require.NoError(t, err)
 	assert.IsType(t, (*servicelive.FileStore)(nil), s)
 	_, err = s.Update(ctx, servicelive.FleetDecky("web1"), func(d *servicelive.Decky) error {
@@ -465,7 +479,7 @@ func TestOpenStore(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	s, err = openStore(ctx, path, log)
+	s, err = openStore(ctx, path, testImage, log)
 	require.NoError(t, err)
 	d, err := s.Get(ctx, servicelive.FleetDecky("web1"))
 	require.NoError(t, err)
@@ -530,4 +544,20 @@ func Example_statusOf() {
 	// 409
 	// 422
 	// 500
+}
+
+func TestDeployAndTeardownAll(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	reg, err := demoRegistry(testImage)
+	require.NoError(t, err)
+	m, err := servicelive.New(f.store, f.composer, reg)
+	require.NoError(t, err)
+	log := slog.New(slog.DiscardHandler)
+
+	assert.Equal(t, []string{"", "lab"}, scopes(ctx, f.store))
+	require.NoError(t, deployAll(ctx, m, f.store, log))
+	assert.Equal(t, []string{"edge1", "web1", "web1-http", "web2"}, f.composer.Running())
+	require.NoError(t, teardownAll(m, f.store, log))
+	assert.Empty(t, f.composer.Running())
 }
