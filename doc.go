@@ -1,0 +1,75 @@
+// Package servicelive adds or removes one service on a running decky — a
+// decoy host made of a base container that holds its network identity and
+// one container per emulated service sharing the base's network namespace —
+// without redeploying anything else.
+//
+// A Manager ties together three small interfaces:
+//
+//   - a Store, the source of truth for the deckies of the fleet and of each
+//     topology (MemoryStore, FileStore, or your own, checked by
+//     servicelivetest.TestStore);
+//   - a Composer, which applies one compose service to a container engine
+//     (dockercompose.Composer drives the Docker Compose SDK in-process;
+//     servicelivetest.Composer records calls for tests);
+//   - a Bus, which hears of every successful change (LocalBus in-process, or
+//     your own).
+//
+// Services come from a Registry; their configuration is checked against
+// their Schema by Service.Validate.
+//
+// # Mutations
+//
+// AddService validates every name and the configuration before any I/O,
+// serialises with every other mutation of the same decky (mutations of
+// different deckies run in parallel), records the service in the Store,
+// rewrites the decky's compose file and brings the service's container up.
+// When the engine fails, or ctx ends, it takes the container down again,
+// takes the service back out of the Store and the file, and returns the
+// engine's error: the call can simply be retried. RemoveService rewrites the
+// file, brings the container down, then records the removal; an engine
+// failure puts the file back and persists nothing. Each successful call
+// publishes exactly one Event, before returning.
+//
+// Refusals change nothing and match one sentinel, for callers to map to
+// status codes: ErrInvalidService (422), ErrNotFound (404), ErrConflict
+// (409). Engine and I/O failures match none of them and wrap their cause.
+//
+// # Compose projects and files
+//
+// Each scope is one compose project: the fleet's is named "decnet"
+// (WithFleetProject), a topology's is derived from its ID (ProjectName).
+// Every decky renders to a base service named after it and one service per
+// decky service named ServiceKey(decky, service), with network_mode
+// "service:<decky>". Containers carry the labels LabelDecky, LabelService and
+// LabelTopology. With WithProjectDir each scope's files are kept current:
+// <dir>/<project>/compose.yaml includes one file per decky, so a mutation
+// rewrites only its decky's file, atomically.
+//
+// # Failure model
+//
+// The Store is the truth. The order of the steps of each mutation makes
+// every failure either fully undone or harmless:
+//
+//   - AddService: Store.Update, then the decky's file, then Composer.Up. A
+//     failure of the file or of Up undoes the Store and the file (and takes
+//     down whatever Up left). A failing undo is reported with both errors
+//     (errors.Join); the Store then lists a service that may not run, which
+//     Deploy repairs (and RemoveService can remove).
+//   - RemoveService: the file, then Composer.Down, then Store.Update. A
+//     failure of Down or of the Update puts the file back; if the Update
+//     failed after Down, the Store still lists a service whose container is
+//     gone: Deploy brings it back, a retried RemoveService finishes the job.
+//   - A crash between steps leaves the same states as the failures above,
+//     without the undo: the Store and the engine can disagree in one decky
+//     and one service; Deploy of the scope converges the engine to the Store.
+//
+// # Example
+//
+//	store := servicelive.NewMemoryStore(map[string][]servicelive.Decky{
+//		"": {{Name: "web1", Image: "decnet/base", IP: "192.168.1.10"}},
+//	})
+//	reg, _ := servicelive.NewRegistry(servicelive.Service{Name: "ssh", Image: "decnet/ssh"})
+//	composer, _ := dockercompose.New()
+//	m, _ := servicelive.New(store, composer, reg, servicelive.WithBus(servicelive.NewLocalBus()))
+//	services, err := m.AddService(ctx, servicelive.FleetDecky("web1"), "ssh")
+package servicelive
