@@ -1,0 +1,520 @@
+package dockercompose
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/containerd/errdefs"
+	"github.com/docker/cli/cli/context/docker"
+	"github.com/docker/compose/v5/pkg/api"
+	"github.com/docker/compose/v5/pkg/compose"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/decnet/servicelive"
+)
+
+// Composer applies compose services to a Docker Engine through the Docker
+// Compose SDK, in-process: no docker CLI, no subprocess, nothing written to
+// the process's stdout or stderr. A Composer is safe for concurrent use;
+// calls on different services run in parallel, calls on the same service of
+// the same project queue. Close it when done.
+type Composer struct {
+	cfg       config
+	log       *slog.Logger
+	apiClient client.APIClient // the Composer's own Engine API calls
+	ownClient bool             // built by New, closed by Close
+	compose   api.Compose
+	events    *events
+	locks     keyedMutex
+	closed    atomic.Bool
+}
+
+var (
+	_ servicelive.Composer       = (*Composer)(nil)
+	_ servicelive.ProjectRemover = (*Composer)(nil)
+)
+
+// New returns a Composer for the Docker Engine chosen by the options
+// (WithHost, WithContext, WithAPIClient; by default the one the docker CLI
+// would use). It neither contacts the engine nor exits the process: an
+// unknown context or a malformed host is an error.
+func New(opts ...Option) (*Composer, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.host != "" && cfg.contextName != "" {
+		return nil, errors.New("dockercompose: WithHost and WithContext exclude each other")
+	}
+	if cfg.apiClient != nil && (cfg.host != "" || cfg.contextName != "") {
+		return nil, errors.New("dockercompose: WithAPIClient excludes WithHost and WithContext")
+	}
+	log := cfg.logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+
+	cf := loadConfigFile()
+	st := contextStore()
+	c := &Composer{cfg: cfg, log: log, events: newEvents(cfg.progress)}
+	var t target
+	if cfg.apiClient != nil {
+		c.apiClient = cfg.apiClient
+		t = target{contextName: defaultContextName, endpoint: docker.Endpoint{EndpointMeta: docker.EndpointMeta{Host: cfg.apiClient.DaemonHost()}}}
+	} else {
+		var err error
+		if t, err = resolveTarget(&cfg, cf, st); err != nil {
+			return nil, err
+		}
+		apiClient, err := newAPIClient(t, cf)
+		if err != nil {
+			return nil, err
+		}
+		c.apiClient, c.ownClient = apiClient, true
+	}
+
+	dockerCli := newCLI(&engineClient{APIClient: c.apiClient}, sanitizeConfig(cf), t.contextName, t.endpoint, st)
+	svc, err := compose.NewComposeService(dockerCli,
+		compose.WithEventProcessor(c.events),
+		compose.WithContextInfo(dockerCli.contextInfo()),
+		// The SDK prompts only before recreating a volume whose
+		// configuration changed, which loses its data: decline.
+		compose.WithPrompt(func(msg string, _ bool) (bool, error) {
+			log.Warn("dockercompose: declined", "prompt", msg)
+			return false, nil
+		}),
+	)
+	if err != nil {
+		if c.ownClient {
+			_ = c.apiClient.Close()
+		}
+		return nil, fmt.Errorf("dockercompose: %w", err)
+	}
+	c.compose = svc
+	log.Debug("dockercompose: new composer", "host", c.apiClient.DaemonHost(), "context", t.contextName)
+	return c, nil
+}
+
+// Client returns the Engine API client the Composer uses. It stays valid
+// until Close (when New built it) or until its owner closes it (WithAPIClient).
+func (c *Composer) Client() client.APIClient { return c.apiClient }
+
+// Close releases the Composer's resources: the API client New built (an
+// injected one is left to its owner). Calls after Close fail.
+func (c *Composer) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	if c.ownClient {
+		if err := c.apiClient.Close(); err != nil {
+			return fmt.Errorf("dockercompose: close: %w", err)
+		}
+	}
+	return nil
+}
+
+// Up creates and starts exactly the compose service named service of
+// project, leaving every other service (its dependencies included) alone:
+// `docker compose up -d --no-deps --build <service>`. An up-to-date running
+// container is left as it is; a container whose configuration or image
+// changed is recreated; a service with a build section is (re)built with
+// the classic builder through the Engine API.
+//
+// By default Up returns once the container is running. An image that cannot
+// be had, a container that cannot start or is not running right after its
+// start is an error carrying the engine's message (a *ContainerError, with
+// the container's last log lines, for the last two), and leaves no
+// container of the service behind. project is not modified.
+func (c *Composer) Up(ctx context.Context, project *types.Project, service string) error {
+	if c.closed.Load() {
+		return errClosed
+	}
+	p, svc, err := prepare(project, service)
+	if err != nil {
+		return err
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("dockercompose: up %s in project %s: %w", service, p.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return wrap(err)
+	}
+	name := containerName(p, svc)
+	a := attribution{op: "up", project: p.Name, service: service}
+	defer c.events.track(a, "Container "+name, "Image "+api.GetImageNameOrDefault(svc, p.Name))()
+
+	unlock, err := c.locks.lock(ctx, p.Name+"\x00"+service)
+	if err != nil {
+		return wrap(err)
+	}
+	defer unlock()
+
+	t0 := time.Now()
+	if err := c.create(ctx, p, svc, name); err != nil {
+		return wrap(err)
+	}
+	t1 := time.Now()
+	if err := c.start(ctx, a, p, svc, name); err != nil {
+		return wrap(err)
+	}
+	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: up",
+		slog.String("project", p.Name), slog.String("service", service),
+		slog.Duration("create", t1.Sub(t0)), slog.Duration("start", time.Since(t1)))
+	return nil
+}
+
+// create converges the service's container with the SDK's Create: the
+// container is created (or recreated when it diverged) but not started,
+// since the SDK serialises every start of the process behind one mutex.
+func (c *Composer) create(ctx context.Context, p *types.Project, svc types.ServiceConfig, name string) error {
+	opts := api.CreateOptions{
+		Services:             []string{svc.Name},
+		Recreate:             api.RecreateDiverged,
+		RecreateDependencies: api.RecreateNever,
+		RemoveOrphans:        false,
+		IgnoreOrphans:        true,
+		Inherit:              true,
+		Timeout:              c.cfg.stopTimeout,
+		QuietPull:            true,
+	}
+	if svc.Build != nil {
+		opts.Build = &api.BuildOptions{Services: []string{svc.Name}, Quiet: true}
+	}
+	err := c.compose.Create(ctx, p, opts)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	switch {
+	case errdefs.IsConflict(err):
+		// A container holds the service's name but the SDK, which finds
+		// containers by label, does not own it: a stale leftover.
+		if rmErr := c.removeStale(ctx, p.Name, svc.Name, name); rmErr != nil {
+			return errors.Join(err, rmErr)
+		}
+	case errdefs.IsNotFound(err) && !isImageError(err):
+		// A container the SDK listed vanished before it used it.
+	default:
+		return err
+	}
+	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: retrying create",
+		slog.String("project", p.Name), slog.String("service", svc.Name), slog.Any("error", err))
+	return c.compose.Create(ctx, p, opts)
+}
+
+// isImageError reports an error about a missing image, which a retry
+// cannot fix.
+func isImageError(err error) bool {
+	var msg = err.Error()
+	return containsAny(msg, "No such image", "pull access denied", "manifest unknown", "repository does not exist")
+}
+
+// removeStale removes the container called name, unless it belongs to
+// another compose project or service.
+func (c *Composer) removeStale(ctx context.Context, project, service, name string) error {
+	res, err := c.apiClient.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect stale container %s: %w", name, err)
+	}
+	var labels map[string]string
+	if res.Container.Config != nil {
+		labels = res.Container.Config.Labels
+	}
+	if pl := labels[api.ProjectLabel]; pl != "" && (pl != project || labels[api.ServiceLabel] != service) {
+		return fmt.Errorf("container name %s is taken by service %s of project %s", name, labels[api.ServiceLabel], pl)
+	}
+	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: removing stale container",
+		slog.String("project", project), slog.String("service", service), slog.String("container", name))
+	if _, err := c.apiClient.ContainerRemove(ctx, res.Container.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove stale container %s: %w", name, err)
+	}
+	return nil
+}
+
+// start starts the service's container through the Engine API and, unless
+// waiting is off, checks that it runs. A container that does not start or
+// run is removed.
+func (c *Composer) start(ctx context.Context, a attribution, p *types.Project, svc types.ServiceConfig, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.waitTimeout)
+	defer cancel()
+	resource := "Container " + name
+	c.events.emit(a, resource, StatusWorking, api.StatusStarting, "")
+	ref := name
+	_, err := c.apiClient.ContainerStart(ctx, ref, client.ContainerStartOptions{})
+	if errdefs.IsNotFound(err) {
+		// The SDK kept a container of the service that has another name
+		// (renamed out of band): find it by its labels.
+		ids, lerr := c.serviceContainers(ctx, p.Name, svc.Name)
+		if lerr != nil {
+			return lerr
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("no container of the service after create: %w", err)
+		}
+		ref = ids[0]
+		_, err = c.apiClient.ContainerStart(ctx, ref, client.ContainerStartOptions{})
+	}
+	if err != nil {
+		c.events.emit(a, resource, StatusError, api.StatusError, err.Error())
+		return c.discard(ctx, ref, name, nil, err)
+	}
+	c.events.emit(a, resource, StatusDone, api.StatusStarted, "")
+	if !c.cfg.wait {
+		return nil
+	}
+	return c.waitRunning(ctx, a, ref, name)
+}
+
+// waitRunning inspects the container at once: running is success, still
+// "created" is polled (1 ms, doubling to 50 ms), anything else is a failure.
+// With a start grace, a running container is inspected again after it.
+func (c *Composer) waitRunning(ctx context.Context, a attribution, ref, name string) error {
+	resource := "Container " + name
+	delay := time.Millisecond
+	var startedAt string
+	for {
+		res, err := c.apiClient.ContainerInspect(ctx, ref, client.ContainerInspectOptions{})
+		if err != nil {
+			return c.discard(ctx, ref, name, nil, fmt.Errorf("inspect %s: %w", name, err))
+		}
+		st := res.Container.State
+		switch {
+		case st == nil:
+			return fmt.Errorf("inspect %s: no state", name)
+		case st.Running && !st.Restarting && !st.Paused && (startedAt == "" || st.StartedAt == startedAt):
+			if c.cfg.startGrace > 0 && startedAt == "" {
+				startedAt = st.StartedAt
+				if err := sleep(ctx, c.cfg.startGrace); err != nil {
+					return c.discard(ctx, ref, name, st, err)
+				}
+				continue
+			}
+			c.events.emit(a, resource, StatusDone, api.StatusRunning, "")
+			return nil
+		case st.Status == container.StateCreated && st.Error == "" && startedAt == "":
+			if err := sleep(ctx, delay); err != nil {
+				return c.discard(ctx, ref, name, st, err)
+			}
+			delay = min(2*delay, 50*time.Millisecond)
+		default:
+			c.events.emit(a, resource, StatusError, api.StatusError, string(st.Status))
+			return c.discard(ctx, ref, name, st, nil)
+		}
+	}
+}
+
+// discard removes a container that failed to start or run, and returns the
+// error describing it, with its last log lines. It runs even when ctx is
+// done (the cleanup of a cancelled Up), bounded by its own timeout.
+func (c *Composer) discard(ctx context.Context, ref, name string, st *container.State, cause error) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	e := &ContainerError{Container: name, Err: cause}
+	if st == nil {
+		if res, err := c.apiClient.ContainerInspect(cctx, ref, client.ContainerInspectOptions{}); err == nil {
+			st = res.Container.State
+		}
+	}
+	if st != nil {
+		e.State, e.ExitCode, e.EngineError = string(st.Status), st.ExitCode, st.Error
+		if st.Running {
+			e.State = "running"
+		}
+	}
+	e.Logs = c.tailLogs(cctx, ref, logTail)
+	if _, err := c.apiClient.ContainerRemove(cctx, ref, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		e.RemoveErr = err
+	}
+	if ctx.Err() != nil && cause == nil {
+		e.Err = ctx.Err()
+	}
+	return e
+}
+
+// Down stops (within the stop timeout) and removes every container of the
+// compose service named service of project: `stop <service>` + `rm -f
+// <service>`. Nothing to remove is not an error.
+func (c *Composer) Down(ctx context.Context, project *types.Project, service string) error {
+	if c.closed.Load() {
+		return errClosed
+	}
+	if err := checkProject(project); err != nil {
+		return err
+	}
+	if service == "" {
+		return errors.New("dockercompose: down: empty service name")
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("dockercompose: down %s in project %s: %w", service, project.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return wrap(err)
+	}
+	unlock, err := c.locks.lock(ctx, project.Name+"\x00"+service)
+	if err != nil {
+		return wrap(err)
+	}
+	defer unlock()
+
+	t0 := time.Now()
+	ids, err := c.serviceContainers(ctx, project.Name, service)
+	if err != nil {
+		return wrap(err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	a := attribution{op: "down", project: project.Name, service: service}
+	timeout := c.stopTimeoutSeconds(project.Services[service])
+	err = forEach(ctx, ids, func(ctx context.Context, id string) error {
+		resource := "Container " + id
+		c.events.emit(a, resource, StatusWorking, api.StatusStopping, "")
+		if _, err := c.apiClient.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: timeout}); err != nil {
+			if errdefs.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("stop %s: %w", id, err)
+		}
+		c.events.emit(a, resource, StatusWorking, api.StatusRemoving, "")
+		if _, err := c.apiClient.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("remove %s: %w", id, err)
+		}
+		c.events.emit(a, resource, StatusDone, api.StatusRemoved, "")
+		return nil
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: down",
+		slog.String("project", project.Name), slog.String("service", service),
+		slog.Int("containers", len(ids)), slog.Duration("took", time.Since(t0)))
+	return nil
+}
+
+// RemoveProject removes every container labelled with project's name
+// (com.docker.compose.project), killing running ones, and then the
+// networks the project created; never an external network, never anything
+// of another project.
+func (c *Composer) RemoveProject(ctx context.Context, project *types.Project) error {
+	if c.closed.Load() {
+		return errClosed
+	}
+	if err := checkProject(project); err != nil {
+		return err
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("dockercompose: remove project %s: %w", project.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return wrap(err)
+	}
+	a := attribution{op: "remove-project", project: project.Name}
+	t0 := time.Now()
+	res, err := c.apiClient.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+project.Name),
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	ids := make([]string, 0, len(res.Items))
+	for _, ctr := range res.Items {
+		if ctr.Labels[api.ProjectLabel] == project.Name {
+			ids = append(ids, ctr.ID)
+		}
+	}
+	err = forEach(ctx, ids, func(ctx context.Context, id string) error {
+		c.events.emit(a, "Container "+id, StatusWorking, api.StatusRemoving, "")
+		if _, err := c.apiClient.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("remove container %s: %w", id, err)
+		}
+		c.events.emit(a, "Container "+id, StatusDone, api.StatusRemoved, "")
+		return nil
+	})
+	if err != nil {
+		return wrap(err)
+	}
+
+	external := map[string]bool{}
+	for key, n := range project.Networks {
+		if n.External {
+			external[key] = true
+			if n.Name != "" {
+				external[n.Name] = true
+			}
+		}
+	}
+	nets, err := c.apiClient.NetworkList(ctx, client.NetworkListOptions{
+		Filters: make(client.Filters).Add("label", api.ProjectLabel+"="+project.Name),
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	var errs []error
+	for _, n := range nets.Items {
+		if n.Labels[api.ProjectLabel] != project.Name || external[n.Name] {
+			continue
+		}
+		c.events.emit(a, "Network "+n.Name, StatusWorking, api.StatusRemoving, "")
+		if _, err := c.apiClient.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+			continue
+		}
+		c.events.emit(a, "Network "+n.Name, StatusDone, api.StatusRemoved, "")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return wrap(err)
+	}
+	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: remove project",
+		slog.String("project", project.Name), slog.Int("containers", len(ids)),
+		slog.Duration("took", time.Since(t0)))
+	return nil
+}
+
+// serviceContainers lists the IDs of every container (any state) of a
+// compose service, by its compose labels.
+func (c *Composer) serviceContainers(ctx context.Context, project, service string) ([]string, error) {
+	res, err := c.apiClient.ContainerList(ctx, client.ContainerListOptions{
+		All: true,
+		Filters: make(client.Filters).
+			Add("label", api.ProjectLabel+"="+project).
+			Add("label", api.ServiceLabel+"="+service),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	ids := make([]string, 0, len(res.Items))
+	for _, ctr := range res.Items {
+		ids = append(ids, ctr.ID)
+	}
+	return ids, nil
+}
+
+// stopTimeoutSeconds is the stop timeout for svc: WithStopTimeout, else its
+// stop_grace_period, else nil (the engine's default for the container).
+func (c *Composer) stopTimeoutSeconds(svc types.ServiceConfig) *int {
+	var d time.Duration
+	switch {
+	case c.cfg.stopTimeout != nil:
+		d = *c.cfg.stopTimeout
+	case svc.StopGracePeriod != nil:
+		d = time.Duration(*svc.StopGracePeriod)
+	default:
+		return nil
+	}
+	s := int((d + time.Second - 1) / time.Second)
+	return &s
+}

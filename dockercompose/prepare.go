@@ -1,0 +1,124 @@
+package dockercompose
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/cli/cli/command/image/build"
+	"github.com/docker/compose/v5/pkg/api"
+)
+
+// prepare returns a copy of project narrowed to service alone, its
+// dependencies disabled (`--no-deps`), completed with what compose's loader
+// sets and the SDK relies on. The caller's project is never modified:
+// WithSelectedServices deep-copies it.
+func prepare(project *types.Project, service string) (*types.Project, types.ServiceConfig, error) {
+	if err := checkProject(project); err != nil {
+		return nil, types.ServiceConfig{}, err
+	}
+	if _, ok := project.Services[service]; !ok {
+		return nil, types.ServiceConfig{}, fmt.Errorf("dockercompose: no service %q in project %q", service, project.Name)
+	}
+	p, err := project.WithSelectedServices([]string{service}, types.IgnoreDependencies)
+	if err != nil {
+		return nil, types.ServiceConfig{}, fmt.Errorf("dockercompose: select %s: %w", service, err)
+	}
+	if p.Networks == nil {
+		p.Networks = types.Networks{}
+	}
+	svc := p.Services[service]
+	svc.Name = service
+	if svc.Image == "" && svc.Build == nil {
+		return nil, types.ServiceConfig{}, fmt.Errorf("dockercompose: service %q has neither image nor build", service)
+	}
+
+	// Labels: without them the SDK cannot find the container again.
+	labels := maps.Clone(svc.CustomLabels)
+	if labels == nil {
+		labels = types.Labels{}
+	}
+	for k, v := range map[string]string{
+		api.ProjectLabel:     p.Name,
+		api.ServiceLabel:     service,
+		api.VersionLabel:     api.ComposeVersion,
+		api.WorkingDirLabel:  p.WorkingDir,
+		api.ConfigFilesLabel: strings.Join(p.ComposeFiles, ","),
+		api.OneoffLabel:      "False",
+	} {
+		if _, ok := labels[k]; !ok {
+			labels[k] = v
+		}
+	}
+	if labels[api.ProjectLabel] != p.Name || labels[api.ServiceLabel] != service {
+		return nil, types.ServiceConfig{}, fmt.Errorf("dockercompose: service %q carries compose labels of %s/%s",
+			service, labels[api.ProjectLabel], labels[api.ServiceLabel])
+	}
+	svc.CustomLabels = labels
+
+	// Networks: a service with neither networks nor a network mode is on the
+	// project's default network (without it compose gives it mode "none").
+	if svc.NetworkMode == "" && len(svc.Networks) == 0 {
+		svc.Networks = map[string]*types.ServiceNetworkConfig{"default": nil}
+	}
+	for key := range svc.Networks {
+		if _, ok := p.Networks[key]; !ok {
+			if key != "default" {
+				return nil, types.ServiceConfig{}, fmt.Errorf("dockercompose: service %q uses undeclared network %q", service, key)
+			}
+			p.Networks[key] = types.NetworkConfig{}
+		}
+	}
+	for key, n := range p.Networks {
+		if n.Name == "" {
+			if n.External {
+				n.Name = key
+			} else {
+				n.Name = p.Name + "_" + key
+			}
+			p.Networks[key] = n
+		}
+	}
+
+	// Build: `up --build` rebuilds (from cache) on every Up, with the
+	// classic builder; a git context would run git, so it is refused.
+	if svc.Build != nil {
+		b := *svc.Build
+		if b.Context == "" {
+			b.Context = "."
+		}
+		if !strings.Contains(b.Context, "://") && !filepath.IsAbs(b.Context) && p.WorkingDir != "" {
+			b.Context = filepath.Join(p.WorkingDir, b.Context)
+		}
+		if typ, err := build.DetectContextType(b.Context); err == nil && typ == build.ContextTypeGit {
+			return nil, types.ServiceConfig{}, fmt.Errorf("dockercompose: service %q: git build contexts are not supported (they run git)", service)
+		}
+		svc.Build = &b
+		svc.PullPolicy = types.PullPolicyBuild
+	}
+	p.Services[service] = svc
+	return p, svc, nil
+}
+
+// checkProject validates what every call needs.
+func checkProject(project *types.Project) error {
+	if project == nil {
+		return errors.New("dockercompose: nil project")
+	}
+	if project.Name == "" {
+		return errors.New("dockercompose: project has no name")
+	}
+	return nil
+}
+
+// containerName is the name of the service's (single) container: its
+// container_name, else compose's "<project>-<service>-1".
+func containerName(p *types.Project, svc types.ServiceConfig) string {
+	if svc.ContainerName != "" {
+		return svc.ContainerName
+	}
+	return strings.Join([]string{p.Name, svc.Name, "1"}, api.Separator)
+}

@@ -1,0 +1,106 @@
+// Command app is the program inside servicelive's local test image (see
+// package testimage). It is built as a static binary and copied into a
+// FROM scratch image, so it depends on nothing but the kernel.
+//
+// The first argument (or $MODE when there is none) selects the behaviour:
+//
+//	base    stay up until SIGTERM or SIGINT, then exit 0 (a decky's base)
+//	banner  listen on TCP port $PORT (default 2222), write $BANNER (default
+//	        "SSH-2.0-servicelive-test\r\n") to every connection and close it;
+//	        exit 0 on SIGTERM or SIGINT (a honeypot service)
+//	fail    print $FAIL_MESSAGE (default "servicelive-test: fail mode:
+//	        exiting with status 1") to stderr and exit 1, after $FAIL_AFTER
+//	        (a Go duration, default 0) if set
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	mode := os.Getenv("MODE")
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	if mode == "" {
+		mode = "base"
+	}
+	switch mode {
+	case "base":
+		base()
+	case "banner":
+		banner()
+	case "fail":
+		fail()
+	default:
+		fmt.Fprintf(os.Stderr, "servicelive-test: unknown mode %q\n", mode)
+		os.Exit(2)
+	}
+}
+
+// stopSignal returns a channel that receives SIGTERM and SIGINT. As PID 1 in
+// a container the process gets no default signal handling, so it must catch
+// them itself to stop promptly.
+func stopSignal() <-chan os.Signal {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	return ch
+}
+
+func base() {
+	stop := stopSignal()
+	fmt.Println("servicelive-test: base up")
+	<-stop
+	fmt.Println("servicelive-test: base stopping")
+}
+
+func banner() {
+	stop := stopSignal()
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "2222"
+	}
+	text := os.Getenv("BANNER")
+	if text == "" {
+		text = "SSH-2.0-servicelive-test\r\n"
+	}
+	ln, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "servicelive-test: listen on %s: %v\n", port, err)
+		os.Exit(1)
+	}
+	fmt.Printf("servicelive-test: banner listening on %s\n", ln.Addr())
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				_, _ = conn.Write([]byte(text))
+				_ = conn.Close()
+			}()
+		}
+	}()
+	<-stop
+	_ = ln.Close()
+	fmt.Println("servicelive-test: banner stopping")
+}
+
+func fail() {
+	if d, err := time.ParseDuration(os.Getenv("FAIL_AFTER")); err == nil && d > 0 {
+		time.Sleep(d)
+	}
+	msg := os.Getenv("FAIL_MESSAGE")
+	if msg == "" {
+		msg = "servicelive-test: fail mode: exiting with status 1"
+	}
+	fmt.Fprintln(os.Stderr, msg)
+	os.Exit(1)
+}
