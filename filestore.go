@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -331,9 +333,11 @@ func (s *FileStore) load() (*fsState, error) {
 	if c != nil && (c.raw == nil) == (data == nil) && bytes.Equal(c.raw, data) {
 		return c, nil
 	}
-	st, err := fsParse(data)
-	if err != nil {
-		return nil, s.errorf("%w", err)
+	st, ok := fsParseLines(data, c)
+	if !ok {
+		if st, err = fsParse(data); err != nil {
+			return nil, s.errorf("%w", err)
+		}
 	}
 	s.mu.Lock()
 	s.cache = st
@@ -640,6 +644,105 @@ func fsParse(data []byte) (*fsState, error) {
 		st.scopes[id] = sc
 	}
 	return st, nil
+}
+
+// fsHashSeed seeds the hashes fsParseLines indexes JSON lines by.
+var fsHashSeed = maphash.MakeSeed()
+
+// fsParseLines parses data when it is exactly what render writes (one decky
+// a line), reusing every entry of prev whose line is unchanged, so that only
+// the deckies another handle changed are decoded. It reports false for any
+// other data (hand-edited, foreign or broken), which fsParse then handles:
+// what it accepts, it has rendered back byte for byte.
+func fsParseLines(data []byte, prev *fsState) (*fsState, bool) {
+	if len(data) == 0 || data[len(data)-1] != '\n' {
+		return nil, false
+	}
+	var index map[uint64]*fsEntry
+	if prev != nil {
+		index = make(map[uint64]*fsEntry, len(prev.scopes[""].names))
+		for _, sc := range prev.scopes {
+			for _, e := range sc.entries {
+				if e.enc != nil {
+					index[maphash.Bytes(fsHashSeed, e.enc)] = e
+				}
+			}
+		}
+	}
+	st := &fsState{raw: data, scopes: map[string]*fsScope{}}
+	var sc *fsScope
+	for rest := data; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest[:i]
+		rest = rest[i+1:]
+		switch trimmed := bytes.TrimLeft(line, " "); {
+		case bytes.HasPrefix(trimmed, []byte(`{"`)): // a decky
+			if sc == nil {
+				return nil, false
+			}
+			enc := bytes.TrimSuffix(trimmed, []byte(","))
+			e := index[maphash.Bytes(fsHashSeed, enc)]
+			if e == nil || !bytes.Equal(e.enc, enc) {
+				d, err := fsDecodeDecky(enc)
+				if err != nil {
+					return nil, false
+				}
+				e = &fsEntry{d: d, enc: bytes.Clone(enc)} // not pinning data once it is stale
+			}
+			if _, dup := sc.entries[e.d.Name]; dup {
+				return nil, false
+			}
+			sc.entries[e.d.Name] = e
+			sc.names = append(sc.names, e.d.Name)
+		case bytes.HasPrefix(line, []byte(`  "fleet": [`)):
+			if st.scopes[""] != nil {
+				return nil, false
+			}
+			sc = &fsScope{entries: make(map[string]*fsEntry)}
+			st.scopes[""] = sc
+		case bytes.HasPrefix(line, []byte(`    "`)): // a topology
+			id, _, ok := strings.Cut(string(line[len(`    "`):]), `": [`)
+			if !ok || !ValidTopologyID(id) || st.scopes[id] != nil {
+				return nil, false
+			}
+			sc = &fsScope{entries: make(map[string]*fsEntry)}
+			st.scopes[id] = sc
+		}
+	}
+	if st.scopes[""] == nil {
+		return nil, false
+	}
+	for _, sc := range st.scopes {
+		if !slices.IsSorted(sc.names) {
+			return nil, false
+		}
+	}
+	out, err := st.render()
+	if err != nil || !bytes.Equal(out, data) {
+		return nil, false
+	}
+	return st, true
+}
+
+// fsDecodeDecky decodes and checks the JSON of one decky.
+func fsDecodeDecky(enc []byte) (Decky, error) {
+	dec := json.NewDecoder(bytes.NewReader(enc))
+	dec.UseNumber()
+	var w fsDecky
+	if err := dec.Decode(&w); err != nil {
+		return Decky{}, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Decky{}, errors.New("data after the decky")
+	}
+	d, err := w.decky()
+	if err != nil {
+		return Decky{}, err
+	}
+	if !ValidDeckyName(d.Name) {
+		return Decky{}, fmt.Errorf("bad decky name %q", d.Name)
+	}
+	return d, nil
 }
 
 // fsProbeVersion returns the "version" member of a document that failed to

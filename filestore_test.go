@@ -663,3 +663,96 @@ func BenchmarkFileStoreGet1000(b *testing.B) {
 		i++
 	}
 }
+
+// TestFileStoreEditedFile checks that a handle sees every change made to the
+// file behind its back, in its own layout or any other.
+func TestFileStoreEditedFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.json")
+	s := openFileStore(t, path)
+	putAll(t, s, map[string][]servicelive.Decky{"": storeDeckies(3), "t1": storeDeckies(1)})
+	ref := servicelive.FleetDecky("decky-0001")
+	if _, err := s.Get(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+
+	edit := func(t *testing.T, from, to string) {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(data, []byte(from)) {
+			t.Fatalf("file holds no %q:\n%s", from, data)
+		}
+		if err := os.WriteFile(path, bytes.Replace(data, []byte(from), []byte(to), 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkPort := func(t *testing.T, want int) {
+		t.Helper()
+		for _, s := range []*servicelive.FileStore{s, openFileStore(t, path)} {
+			d, err := s.Get(ctx, servicelive.FleetDecky("decky-0000"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.Config["ssh"]["port"]; got != want {
+				t.Fatalf("ssh port = %#v, want %d", got, want)
+			}
+		}
+	}
+
+	t.Run("one line changed", func(t *testing.T) {
+		edit(t, `"port":{"t":"int","v":22}`, `"port":{"t":"int","v":2200}`)
+		checkPort(t, 2200)
+	})
+	t.Run("reformatted and reordered", func(t *testing.T) {
+		ds := storeDeckies(3)
+		ds[0].Config["ssh"]["port"] = 2201
+		writeStateFile(t, path, []servicelive.Decky{ds[2], ds[0], ds[1]})
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, data, "", "\t"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		checkPort(t, 2201)
+		got, err := s.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if names := []string{got[0].Name, got[1].Name, got[2].Name}; !slices.IsSorted(names) {
+			t.Fatalf("List = %q, want sorted", names)
+		}
+		if _, err := s.List(ctx, "t1"); !errors.Is(err, servicelive.ErrNotFound) {
+			t.Fatalf("List(t1) of a file without t1: error = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("rewritten in the store's layout", func(t *testing.T) {
+		if _, err := s.Update(ctx, servicelive.FleetDecky("decky-0000"), func(d *servicelive.Decky) error {
+			d.Config["ssh"]["port"] = 2202
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		checkPort(t, 2202)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(data, []byte("\n")); n != 9 { // {, version, fleet [, 3 deckies, ], topologies, }
+			t.Fatalf("rewritten file has %d lines, want 9:\n%s", n, data)
+		}
+	})
+	t.Run("a decky line broken", func(t *testing.T) {
+		edit(t, `"name":"decky-0001"`, `"name":"decky-0001",`)
+		if _, err := s.Get(ctx, servicelive.FleetDecky("decky-0000")); err == nil || !strings.Contains(err.Error(), path) {
+			t.Fatalf("Get with a broken line: error = %v, want one naming the file", err)
+		}
+	})
+}
