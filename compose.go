@@ -38,3 +38,23 @@ const (
 	LabelService  = "servicelive.service"  // the service's name; "" on a decky's base
 	LabelTopology = "servicelive.topology" // the topology ID; "" in the fleet
 )
+
+// Container is one container of a compose project as the engine reports it.
+type Container struct {
+	ID       string
+	Name     string
+	Service  string // its compose service key (com.docker.compose.service)
+	Decky    string // LabelDecky
+	State    string // the engine's state: "running", "exited", "paused", "created", "restarting", "dead"
+	Diverged bool   // its configuration differs from the project's rendering of its service
+}
+
+// ContainerLister is implemented by composers that can list the containers
+// of a project. Manager.Reconcile needs it.
+type ContainerLister interface {
+	// Containers returns every container labelled with project's name,
+	// stopped ones included, in any order. Diverged is set by comparing
+	// each container with project's rendering of its service (a service
+	// that project does not list is not diverged: it is a stray).
+	Containers(ctx context.Context, project *types.Project) ([]Container, error)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ const (
 	OpUp            = "up"             // Composer.Up
 	OpDown          = "down"           // Composer.Down
 	OpRemoveProject = "remove_project" // Composer.RemoveProject
+	OpContainers    = "containers"     // Composer.Containers (FailOn only; not recorded)
 )
 
 // ErrNoSuchService is returned (wrapped) by Composer.Up and Composer.Down
@@ -27,8 +29,9 @@ const (
 var ErrNoSuchService = errors.New("no such service")
 
 var (
-	_ servicelive.Composer       = (*Composer)(nil)
-	_ servicelive.ProjectRemover = (*Composer)(nil)
+	_ servicelive.Composer        = (*Composer)(nil)
+	_ servicelive.ProjectRemover  = (*Composer)(nil)
+	_ servicelive.ContainerLister = (*Composer)(nil)
 )
 
 // Call is one recorded call to a Composer.
@@ -61,7 +64,34 @@ type Composer struct {
 	failOn  map[[2]string]error // {op, service} → failure
 	hook    func(context.Context, Call) error
 	delay   time.Duration
-	running map[string]map[string]bool // project name → compose service keys up
+	running map[string]map[string]*container // project name → compose service key → its container
+	nextID  int
+}
+
+// container is the fake engine's record of one container.
+type container struct {
+	id, decky, state, fingerprint string
+}
+
+// fingerprint summarises what makes a container diverge from its rendering.
+func fingerprint(s types.ServiceConfig) string {
+	env := make([]string, 0, len(s.Environment))
+	for k, v := range s.Environment {
+		if v != nil {
+			k += "=" + *v
+		}
+		env = append(env, k)
+	}
+	slices.Sort(env)
+	nets := make([]string, 0, len(s.Networks))
+	for name, n := range s.Networks {
+		if n != nil {
+			name += "@" + n.Ipv4Address
+		}
+		nets = append(nets, name)
+	}
+	slices.Sort(nets)
+	return fmt.Sprintf("%s|%s|%v|%v", s.Image, s.NetworkMode, env, nets)
 }
 
 // Up records the call and, unless it fails, marks service of project as
@@ -140,12 +170,21 @@ func (c *Composer) do(ctx context.Context, op string, project *types.Project, se
 	switch op {
 	case OpUp:
 		if c.running == nil {
-			c.running = make(map[string]map[string]bool)
+			c.running = make(map[string]map[string]*container)
 		}
 		if c.running[project.Name] == nil {
-			c.running[project.Name] = make(map[string]bool)
+			c.running[project.Name] = make(map[string]*container)
 		}
-		c.running[project.Name][service] = true
+		spec := project.Services[service]
+		fp := fingerprint(spec)
+		if ct := c.running[project.Name][service]; ct != nil && ct.fingerprint == fp {
+			ct.state = "running" // start what is stopped; unchanged otherwise
+			return nil
+		}
+		c.nextID++
+		c.running[project.Name][service] = &container{
+			id: fmt.Sprintf("fake%06d", c.nextID), decky: spec.Labels[servicelive.LabelDecky], state: "running", fingerprint: fp,
+		}
 	case OpDown:
 		delete(c.running[project.Name], service)
 	case OpRemoveProject:
@@ -182,8 +221,10 @@ func (c *Composer) Running() []string {
 	defer c.mu.Unlock()
 	var out []string
 	for _, keys := range c.running {
-		for k := range keys {
-			out = append(out, k)
+		for k, ct := range keys {
+			if ct.state == "running" {
+				out = append(out, k)
+			}
 		}
 	}
 	slices.Sort(out)
@@ -195,7 +236,96 @@ func (c *Composer) Running() []string {
 func (c *Composer) RunningIn(project string) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Sorted(maps.Keys(c.running[project]))
+	var out []string
+	for k, ct := range c.running[project] {
+		if ct.state == "running" {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Containers implements servicelive.ContainerLister over the fake engine's
+// containers: every container of project, whatever its state, with Diverged
+// set when project renders its service differently from when it was
+// created (image, network mode, networks, environment). It is not recorded
+// as a call, but honours ctx and FailOn(OpContainers, "", err).
+func (c *Composer) Containers(ctx context.Context, project *types.Project) ([]servicelive.Container, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.failOn[[2]string{OpContainers, ""}]; err != nil {
+		return nil, err
+	}
+	var out []servicelive.Container
+	for key, ct := range c.running[project.Name] {
+		sc := servicelive.Container{ID: ct.id, Name: project.Name + "." + key, Service: key, Decky: ct.decky, State: ct.state}
+		if spec, ok := project.Services[key]; ok {
+			sc.Diverged = fingerprint(spec) != ct.fingerprint
+		}
+		out = append(out, sc)
+	}
+	slices.SortFunc(out, func(a, b servicelive.Container) int { return strings.Compare(a.Service, b.Service) })
+	return out, nil
+}
+
+// SetState changes the state of the container of service in project behind
+// the Manager's back, as an operator or a crash would: "exited", "paused",
+// "created", … or "" to remove the container. It reports whether there was
+// such a container.
+func (c *Composer) SetState(project, service, state string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ct := c.running[project][service]
+	if ct == nil {
+		return false
+	}
+	if state == "" {
+		delete(c.running[project], service)
+	} else {
+		ct.state = state
+	}
+	return true
+}
+
+// Diverge makes the container of service in project differ from every
+// rendering, as if it had been created from another configuration.
+func (c *Composer) Diverge(project, service string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ct := c.running[project][service]
+	if ct != nil {
+		ct.fingerprint = "diverged"
+	}
+	return ct != nil
+}
+
+// Inject adds a running container of service in project for decky that no
+// Manager created, as a stray would be.
+func (c *Composer) Inject(project, service, decky string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running == nil {
+		c.running = make(map[string]map[string]*container)
+	}
+	if c.running[project] == nil {
+		c.running[project] = make(map[string]*container)
+	}
+	c.nextID++
+	c.running[project][service] = &container{id: fmt.Sprintf("fake%06d", c.nextID), decky: decky, state: "running", fingerprint: "injected"}
+}
+
+// ContainerID returns the ID of the container of service in project, or "".
+func (c *Composer) ContainerID(project, service string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ct := c.running[project][service]; ct != nil {
+		return ct.id
+	}
+	return ""
 }
 
 // FailNext makes the next call of op (OpUp, OpDown or OpRemoveProject)
@@ -253,7 +383,7 @@ func (c *Composer) SetDelay(d time.Duration) {
 
 func checkOp(op string) {
 	switch op {
-	case OpUp, OpDown, OpRemoveProject:
+	case OpUp, OpDown, OpRemoveProject, OpContainers:
 	default:
 		panic(fmt.Sprintf("servicelivetest: unknown composer op %q", op))
 	}
