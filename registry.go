@@ -33,8 +33,7 @@ func (r *Registry) Register(s Service) error {
 	if err := checkService(s); err != nil {
 		return err
 	}
-	s.Schema = slices.Clone(s.Schema)
-	s.Ports = slices.Clone(s.Ports)
+	s = cloneService(s)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, dup := r.services[s.Name]; dup {
@@ -84,7 +83,25 @@ func (r *Registry) Lookup(name string) (Service, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	s, ok := r.services[name]
-	return s, ok
+	if !ok {
+		return Service{}, false
+	}
+	return cloneService(s), true
+}
+
+// cloneService copies the slices of s, so that the registry and its callers
+// never share them. Build is copied one level deep.
+func cloneService(s Service) Service {
+	s.Ports = slices.Clone(s.Ports)
+	s.Schema = slices.Clone(s.Schema)
+	for i := range s.Schema {
+		s.Schema[i].Enum = slices.Clone(s.Schema[i].Enum)
+	}
+	if s.Build != nil {
+		b := *s.Build
+		s.Build = &b
+	}
+	return s
 }
 
 // Names returns the registered names, sorted.

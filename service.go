@@ -59,11 +59,14 @@ func (s Service) Validate(cfg Config) (Config, error) {
 	var out Config
 	for _, f := range s.Schema {
 		raw, ok := cfg[f.Key]
-		if !ok || raw == nil || raw == "" {
+		if !ok || isEmpty(raw) {
 			continue
 		}
 		v, reason := coerce(f, raw)
 		if reason != "" {
+			if f.Secret { // the value must not reach logs or responses
+				reason = "bad value for a " + string(f.Type) + " field"
+			}
 			return nil, &ConfigError{Service: s.Name, Key: f.Key, Reason: reason}
 		}
 		if out == nil {
@@ -72,6 +75,24 @@ func (s Service) Validate(cfg Config) (Config, error) {
 		out[f.Key] = v
 	}
 	return out, nil
+}
+
+// isEmpty reports the values Validate drops: nil, "", an empty JSON number
+// and typed nil slices.
+func isEmpty(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case string:
+		return x == ""
+	case []string:
+		return x == nil
+	case []any:
+		return x == nil
+	case jsonNumber:
+		return x.String() == ""
+	}
+	return false
 }
 
 // coerce converts raw to f's type; a non-empty reason reports a bad value.
@@ -119,18 +140,27 @@ func coerceInt(raw any) (any, string) {
 			return nil, fmt.Sprintf("%q is not an integer", x)
 		}
 		return n, ""
-	case interface{ Int64() (int64, error) }: // json.Number
-		n, err := x.Int64()
-		if err != nil || int64(int(n)) != n {
-			return nil, fmt.Sprintf("%v is not an integer", x)
+	case jsonNumber:
+		if n, err := x.Int64(); err == nil && int64(int(n)) == n {
+			return int(n), ""
 		}
-		return int(n), ""
+		if f, err := x.Float64(); err == nil {
+			return floatInt(f)
+		}
+		return nil, fmt.Sprintf("%v is not an integer", x)
 	}
 	return nil, fmt.Sprintf("want an integer, got %T", raw)
 }
 
+// jsonNumber is what encoding/json's Number offers.
+type jsonNumber interface {
+	Int64() (int64, error)
+	Float64() (float64, error)
+	String() string
+}
+
 func floatInt(f float64) (any, string) {
-	if f != math.Trunc(f) || math.IsInf(f, 0) || f > math.MaxInt64 || f < math.MinInt64 {
+	if f != math.Trunc(f) || f >= 0x1p63 || f < -0x1p63 { // NaN and ±Inf fail too
 		return nil, fmt.Sprintf("%v is not an integer", f)
 	}
 	return int(f), ""
@@ -148,13 +178,11 @@ func coerceBool(raw any) (any, string) {
 			return false, ""
 		}
 		return nil, fmt.Sprintf("%q is not a boolean", x)
-	case int:
-		if x == 0 || x == 1 {
-			return x == 1, ""
-		}
-	case float64:
-		if x == 0 || x == 1 {
-			return x == 1, ""
+	case jsonNumber:
+		return coerceBool(x.String())
+	default:
+		if n, reason := coerceInt(raw); reason == "" && (n == 0 || n == 1) {
+			return n == 1, ""
 		}
 	}
 	return nil, fmt.Sprintf("%s is not a boolean", quoteValue(raw))
@@ -205,10 +233,8 @@ func scalarString(raw any) (string, bool) {
 		return strconv.FormatFloat(float64(x), 'f', -1, 32), true
 	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
 		return fmt.Sprint(x), true
-	case fmt.Stringer:
-		if _, isNum := raw.(interface{ Int64() (int64, error) }); isNum {
-			return x.String(), true
-		}
+	case jsonNumber:
+		return x.String(), true
 	}
 	return "", false
 }

@@ -481,19 +481,10 @@ func TestValidateUnknownFieldType(t *testing.T) {
 	checkConfigError(t, err, "odd", "k")
 }
 
-// knownBug skips a test that documents a bug not fixed yet; set
-// SERVICELIVE_KNOWN_BUGS=1 to run it (and remove the call once it passes).
-func knownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("SERVICELIVE_KNOWN_BUGS") == "" {
-		t.Skip("known bug (SERVICELIVE_KNOWN_BUGS=1 runs it): " + bug)
-	}
-}
-
 // TestValidateIntOverflowFloat: 2^63 is an integral float64 equal to
 // float64(math.MaxInt64) but outside int64; it must be refused, not wrap.
 func TestValidateIntOverflowFloat(t *testing.T) {
-	knownBug(t, "floatInt accepts 2^63 (f > math.MaxInt64 compares with 2^63) and int(2^63) wraps to MinInt64")
+
 	for _, in := range []any{math.Exp2(63), float32(math.Exp2(63)), -math.Exp2(64)} {
 		got, err := validateService.Validate(servicelive.Config{"port": in})
 		if err == nil {
@@ -521,7 +512,7 @@ func TestValidateIntOverflowFloat(t *testing.T) {
 // TestValidateSecretNotInError: a Secret field's value must not be logged, so
 // it must not appear in the error a bad value produces.
 func TestValidateSecretNotInError(t *testing.T) {
-	knownBug(t, "Int, Bool, Enum and MultiEnum reasons quote the value even when Field.Secret is set")
+
 	s := servicelive.Service{Name: "vault", Image: "vault", Schema: []servicelive.Field{
 		{Key: "pin", Type: servicelive.FieldInt, Secret: true},
 		{Key: "unlock", Type: servicelive.FieldBool, Secret: true},
@@ -556,7 +547,7 @@ func TestValidateSecretNotInError(t *testing.T) {
 // integral float, accepted as float64; decoded with UseNumber it is the
 // json.Number "8080.0" and must be accepted the same way.
 func TestValidateJSONNumberIntegralFloat(t *testing.T) {
-	knownBug(t, "json.Number(\"8080.0\") is refused (Int64 fails) while float64 8080.0 is accepted")
+
 	for _, in := range []json.Number{"8080.0", "8.08e3"} {
 		got, err := validateService.Validate(servicelive.Config{"port": in})
 		if err != nil || got["port"] != 8080 {
