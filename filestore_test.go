@@ -536,6 +536,11 @@ func FuzzFileStoreOpen(f *testing.F) {
 		`{"version":1,"fleet":[{"name":"web1","config":{"s":{"k":{"t":"int","v":1e3}}}}]}`,
 		`null`,
 		``,
+		// The store's own layout, which OpenFileStore reads line by line.
+		"{\n  \"version\": 1,\n  \"fleet\": [\n    {\"name\":\"a\",\"services\":null,\"config\":null},\n    {\"name\":\"b\",\"services\":[\"ssh\"],\"config\":{\"ssh\":{\"port\":{\"t\":\"int\",\"v\":22}}}}\n  ],\n  \"topologies\": {\n    \"t1\": [],\n    \"t2\": [\n      {\"name\":\"a\",\"services\":null,\"config\":null}\n    ]\n  }\n}\n",
+		"{\n  \"version\": 1,\n  \"fleet\": [\n    {\"name\":\"b\",\"services\":null,\"config\":null},\n    {\"name\":\"a\",\"services\":null,\"config\":null}\n  ],\n  \"topologies\": {}\n}\n",
+		"{\n  \"version\": 1,\n  \"fleet\": [\n    {\"name\":\"a\",\"services\":null,\"config\":null},\n    {\"name\":\"a\",\"services\":null,\"config\":null}\n  ],\n  \"topologies\": {}\n}\n",
+		"{\n  \"version\": 1,\n  \"fleet\": [],\n  \"topologies\": {\n    \"t1\": [],\n    \"t1\": []\n  }\n}\n",
 	} {
 		f.Add([]byte(seed))
 	}
