@@ -761,3 +761,45 @@ func TestFileStoreEditedFile(t *testing.T) {
 		}
 	})
 }
+
+func ExampleOpenFileStore() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "servicelive-example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "state.json")
+
+	s, err := servicelive.OpenFileStore(path) // a missing file is an empty store
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = s.Put(ctx, "", servicelive.Decky{
+		Name:     "web1",
+		Services: []string{"ssh"},
+		Config:   map[string]servicelive.Config{"ssh": {"port": 2222}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Another handle, here or in another process, sees the decky, and the
+	// config value keeps its Go type.
+	other, err := servicelive.OpenFileStore(path)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	d, err := other.Get(ctx, servicelive.FleetDecky("web1"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	port := d.Config["ssh"]["port"].(int)
+	fmt.Println(d.Services, port+1)
+	// Output: [ssh] 2223
+}

@@ -247,3 +247,25 @@ func BenchmarkMemoryStoreGet(b *testing.B) {
 		i++
 	}
 }
+
+func ExampleMemoryStore() {
+	ctx := context.Background()
+	s := servicelive.NewMemoryStore(map[string][]servicelive.Decky{
+		"": {{Name: "web1", Services: []string{"ssh"}}},
+	})
+	d, err := s.Update(ctx, servicelive.FleetDecky("web1"), func(d *servicelive.Decky) error {
+		d.Services = append(d.Services, "http")
+		return nil
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(d.Services)
+
+	_, err = s.Get(ctx, servicelive.FleetDecky("web2"))
+	fmt.Println(err, errors.Is(err, servicelive.ErrNotFound))
+	// Output:
+	// [ssh http]
+	// servicelive: decky fleet/web2: not found true
+}
