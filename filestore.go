@@ -44,9 +44,16 @@ import (
 // directory, fsynced, renamed over the file, then the directory fsynced).
 // Writers hold an exclusive flock(2) on the sibling file "<path>.lock" from
 // reading the file to renaming the new one; readers hold a shared lock. So
-// no Update is ever lost, whichever handle or process makes it. A handle keeps
-// the last state it parsed and reuses it while the file's content is
-// unchanged, so an Update re-encodes only the decky it changes.
+// no Update is ever lost, whichever handle or process makes it. A call
+// waiting for a lock another handle holds polls it every millisecond and
+// gives up with ctx.Err() when ctx is done. The lock file stays in place:
+// do not remove it while the store is in use. The file is created with mode
+// 0600.
+//
+// Every call reads the file, but a handle keeps the state it last parsed:
+// while the content is unchanged nothing is decoded, and after another
+// handle's write only the deckies whose lines changed are. An Update encodes
+// only the decky it changes.
 //
 // A file that cannot be read or parsed, or has an unknown format version, is
 // an error naming the path, never an empty store, and no write replaces it.
@@ -318,21 +325,28 @@ func (s *FileStore) lock(ctx context.Context, exclusive bool) (unlock func(), er
 // load returns the state the file holds now; s.lock must be held. It reuses
 // the cached state when the file's content has not changed.
 func (s *FileStore) load() (*fsState, error) {
-	data, err := os.ReadFile(s.path)
+	buf := fsBufPool.Get().(*[]byte)
+	data, err := fsReadFile(s.path, (*buf)[:0])
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		data = nil
 	case err != nil:
+		fsBufPool.Put(buf)
 		return nil, s.errorf("%w", err)
-	case data == nil:
-		data = []byte{} // an empty file: keep it apart from a missing one
 	}
 	s.mu.Lock()
 	c := s.cache
 	s.mu.Unlock()
 	if c != nil && (c.raw == nil) == (data == nil) && bytes.Equal(c.raw, data) {
+		if data != nil {
+			*buf = data // unchanged: the buffer, grown if need be, serves again
+		}
+		fsBufPool.Put(buf)
 		return c, nil
 	}
+	// data becomes the new state's raw: the pool gets a new buffer.
+	*buf = nil
+	fsBufPool.Put(buf)
 	st, ok := fsParseLines(data, c)
 	if !ok {
 		if st, err = fsParse(data); err != nil {
@@ -343,6 +357,39 @@ func (s *FileStore) load() (*fsState, error) {
 	s.cache = st
 	s.mu.Unlock()
 	return st, nil
+}
+
+// fsBufPool holds the buffers load reads files into.
+var fsBufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// fsReadFile appends the content of the file at path to buf[:0]. The result
+// is non-nil, even for an empty file.
+func fsReadFile(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && info.Size() < 1<<40 {
+		buf = slices.Grow(buf[:0], int(info.Size())+512)
+	}
+	buf = buf[:0]
+	if buf == nil {
+		buf = make([]byte, 0, 512)
+	}
+	for {
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 4096)
+		}
+	}
 }
 
 // commit writes st, which the caller (holding the exclusive lock) has
