@@ -9,8 +9,10 @@
 //
 // By default the state is a MemoryStore seeded with demo deckies and the
 // Composer is a stand-in that only logs what it would do (see composer.go);
-// -state keeps the state in a JSON file instead. See newHandler for the
-// routes, bodies and status codes.
+// -state keeps the state in a JSON file instead. With -engine (and
+// optionally -docker-host) a real Docker Engine runs the deckies through
+// package dockercompose (see engine.go). See newHandler for the routes,
+// bodies and status codes.
 package main
 
 import (
@@ -59,6 +61,8 @@ type options struct {
 	token      string
 	state      string
 	projectDir string
+	fleet      string // the fleet's compose project name
+	engineOptions
 }
 
 // parseFlags reads the flags; the token comes from -token, else from the
@@ -71,11 +75,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.token, "token", "", "bearer token required by every request (default $"+tokenEnv+", preferred: a flag shows in ps)")
 	fs.StringVar(&o.state, "state", "", "JSON state file (a FileStore; created with the demo deckies when missing); default: in memory, demo deckies")
 	fs.StringVar(&o.projectDir, "project-dir", "", "directory where each scope's compose files are written; default: none written")
+	fs.StringVar(&o.fleet, "fleet-project", servicelive.DefaultFleetProject, "compose project name of the fleet (topologies' are derived from it)")
+	o.engineOptions.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := o.engineOptions.check(); err != nil {
+		return o, err
 	}
 	if o.token == "" {
 		o.token = getenv(tokenEnv)
@@ -110,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	mopts := []servicelive.Option{servicelive.WithLogger(log)}
+	mopts := []servicelive.Option{servicelive.WithLogger(log), servicelive.WithFleetProject(o.fleet)}
 	if o.projectDir != "" {
 		mopts = append(mopts, servicelive.WithProjectDir(o.projectDir))
 	}
@@ -183,7 +192,10 @@ type demoImage struct {
 const standInImage = "servicelive-demo:stand-in"
 
 // newBackend returns the backend the flags ask for.
-func newBackend(_ context.Context, _ options, log *slog.Logger) (backend, error) {
+func newBackend(ctx context.Context, o options, log *slog.Logger) (backend, error) {
+	if o.engine {
+		return newEngine(ctx, o.engineOptions, log)
+	}
 	return newStandIn(log), nil
 }
 

@@ -446,12 +446,18 @@ func TestParseFlags(t *testing.T) {
 
 	o, err := parseFlags(nil, env(map[string]string{tokenEnv: "from-env"}), &stderr)
 	require.NoError(t, err)
-	assert.Equal(t, options{addr: "127.0.0.1:8080", token: "from-env"}, o)
+	assert.Equal(t, options{addr: "127.0.0.1:8080", token: "from-env", fleet: "decnet"}, o)
 
-	o, err = parseFlags([]string{"-token", "from-flag", "-addr", ":9", "-state", "s.json", "-project-dir", "p"},
+	o, err = parseFlags([]string{"-token", "from-flag", "-addr", ":9", "-state", "s.json", "-project-dir", "p", "-fleet-project", "demo",
+		"-engine", "-docker-host", "tcp://10.0.0.2:2376"},
 		env(map[string]string{tokenEnv: "from-env"}), &stderr)
 	require.NoError(t, err)
-	assert.Equal(t, options{addr: ":9", token: "from-flag", state: "s.json", projectDir: "p"}, o)
+	assert.Equal(t, options{addr: ":9", token: "from-flag", state: "s.json", projectDir: "p", fleet: "demo",
+		engineOptions: engineOptions{engine: true, dockerHost: "tcp://10.0.0.2:2376"}}, o)
+
+	_, err = parseFlags([]string{"-docker-host", "unix:///x.sock"}, env(map[string]string{tokenEnv: "x"}), &stderr)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "-docker-host needs -engine")
 
 	_, err = parseFlags([]string{"extra"}, env(map[string]string{tokenEnv: "x"}), &stderr)
 	assert.Error(t, err)
