@@ -617,9 +617,6 @@ func BenchmarkFileStoreUpdate1000(b *testing.B) {
 	ds := storeDeckies(1000)
 	writeStateFile(b, path, ds)
 	s := openFileStore(b, path)
-	if info, err := os.Stat(path); err == nil {
-		b.ReportMetric(float64(info.Size()), "file-bytes")
-	}
 	i := 0
 	for b.Loop() {
 		ref := servicelive.FleetDecky(ds[i%len(ds)].Name)
@@ -630,6 +627,9 @@ func BenchmarkFileStoreUpdate1000(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if info, err := os.Stat(path); err == nil {
+		b.ReportMetric(float64(info.Size()), "file-bytes")
 	}
 }
 
