@@ -193,23 +193,31 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 	}
 	err := c.compose.Create(ctx, p, opts)
 	if err == nil || ctx.Err() != nil {
-		return err
+		return c.createErr(p, svc, name, err)
 	}
 	switch {
 	case errdefs.IsConflict(err):
 		// A container holds the service's name but the SDK, which finds
 		// containers by label, does not own it: a stale leftover.
 		if rmErr := c.removeStale(ctx, p.Name, svc.Name, name); rmErr != nil {
-			return errors.Join(err, rmErr)
+			return c.createErr(p, svc, name, errors.Join(err, rmErr))
 		}
 	case errdefs.IsNotFound(err) && !isImageError(err):
 		// A container the SDK listed vanished before it used it.
 	default:
-		return err
+		return c.createErr(p, svc, name, err)
 	}
 	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: retrying create",
 		slog.String("project", p.Name), slog.String("service", svc.Name), slog.Any("error", err))
-	return c.compose.Create(ctx, p, opts)
+	return c.createErr(p, svc, name, c.compose.Create(ctx, p, opts))
+}
+
+// createErr names the container and its image in a create error.
+func (c *Composer) createErr(p *types.Project, svc types.ServiceConfig, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("create %s from image %s: %w", name, api.GetImageNameOrDefault(svc, p.Name), err)
 }
 
 // isImageError reports an error about a missing image, which a retry
@@ -251,8 +259,14 @@ func (c *Composer) start(ctx context.Context, a attribution, p *types.Project, s
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.waitTimeout)
 	defer cancel()
 	resource := "Container " + name
-	c.events.emit(a, resource, StatusWorking, api.StatusStarting, "")
 	ref := name
+	var exited <-chan struct{}
+	if c.cfg.wait && c.cfg.startGrace > 0 {
+		var stop func()
+		exited, stop = c.watchExit(ctx, ref)
+		defer stop()
+	}
+	c.events.emit(a, resource, StatusWorking, api.StatusStarting, "")
 	_, err := c.apiClient.ContainerStart(ctx, ref, client.ContainerStartOptions{})
 	if errdefs.IsNotFound(err) {
 		// The SDK kept a container of the service that has another name
@@ -275,13 +289,34 @@ func (c *Composer) start(ctx context.Context, a attribution, p *types.Project, s
 	if !c.cfg.wait {
 		return nil
 	}
-	return c.waitRunning(ctx, a, ref, name)
+	return c.waitRunning(ctx, a, ref, name, exited)
+}
+
+// watchExit asks the engine, before the start, to report the container's
+// next exit; the returned channel is closed when it does. stop ends the
+// watch (and its goroutine).
+func (c *Composer) watchExit(ctx context.Context, ref string) (<-chan struct{}, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	w := c.apiClient.ContainerWait(ctx, ref, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	exited := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-w.Result:
+			close(exited)
+		case <-w.Error:
+			// Cancelled, or the watch failed: the last inspect decides.
+		}
+	}()
+	return exited, func() { cancel(); <-done }
 }
 
 // waitRunning inspects the container at once: running is success, still
 // "created" is polled (1 ms, doubling to 50 ms), anything else is a failure.
-// With a start grace, a running container is inspected again after it.
-func (c *Composer) waitRunning(ctx context.Context, a attribution, ref, name string) error {
+// With a start grace, a running container must also not exit (exited
+// closed) during the grace, and is inspected again after it.
+func (c *Composer) waitRunning(ctx context.Context, a attribution, ref, name string, exited <-chan struct{}) error {
 	resource := "Container " + name
 	delay := time.Millisecond
 	var startedAt string
@@ -295,10 +330,16 @@ func (c *Composer) waitRunning(ctx context.Context, a attribution, ref, name str
 		case st == nil:
 			return fmt.Errorf("inspect %s: no state", name)
 		case st.Running && !st.Restarting && !st.Paused && (startedAt == "" || st.StartedAt == startedAt):
-			if c.cfg.startGrace > 0 && startedAt == "" {
+			if exited != nil && startedAt == "" {
 				startedAt = st.StartedAt
-				if err := sleep(ctx, c.cfg.startGrace); err != nil {
-					return c.discard(ctx, ref, name, st, err)
+				t := time.NewTimer(c.cfg.startGrace)
+				select {
+				case <-t.C:
+				case <-exited:
+					t.Stop()
+				case <-ctx.Done():
+					t.Stop()
+					return c.discard(ctx, ref, name, st, ctx.Err())
 				}
 				continue
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -111,8 +112,12 @@ func hostTarget(host string) (target, error) {
 func newAPIClient(t target, cf *configfile.ConfigFile) (*client.Client, error) {
 	// More idle connections than net/http's default of 2 per host: many
 	// concurrent Ups would otherwise dial and drop a connection per request.
+	// DialContext is replaced by the endpoint's (unix socket, tcp, ssh); set
+	// here, it also keeps net/http from enabling HTTP/2, which would give the
+	// transport a TLS config and make the client speak https to a socket.
 	opts := []client.Opt{client.WithHTTPClient(&http.Client{
 		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        64,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     30 * time.Second,
