@@ -13,11 +13,11 @@ import (
 	"github.com/decnet/servicelive"
 )
 
-// StoreUpdaters is the number of goroutines TestStore runs at once against
-// one decky, and StoreUpdatesEach the number of Updates each of them makes.
+// storeUpdaters is the number of goroutines TestStore runs at once against
+// one decky, and storeUpdatesEach the number of Updates each of them makes.
 const (
-	StoreUpdaters    = 32
-	StoreUpdatesEach = 8
+	storeUpdaters    = 32
+	storeUpdatesEach = 8
 )
 
 // TestStore checks a servicelive.Store implementation against the Store
@@ -36,8 +36,8 @@ const (
 //   - deep copies: mutating what Get, List or Update return, the seed, or the
 //     *Decky fn was given after Update returns never changes the store;
 //   - config values come back with their types: string, int, bool, []string;
-//   - StoreUpdaters goroutines making StoreUpdatesEach Updates each on one
-//     decky lose no update;
+//   - 32 goroutines making 8 Updates each on one decky, each appending a
+//     token to its Services, lose no update;
 //   - a cancelled context fails every method and writes nothing.
 //
 // Every fn TestStore passes to Update may run more than once (the contract
@@ -473,9 +473,9 @@ func storeTestConcurrentUpdates(t *testing.T, newStore func(*testing.T, map[stri
 		wg     sync.WaitGroup
 		failed atomic.Int32
 	)
-	for g := range StoreUpdaters {
+	for g := range storeUpdaters {
 		wg.Go(func() {
-			for i := range StoreUpdatesEach {
+			for i := range storeUpdatesEach {
 				token := fmt.Sprintf("g%d-%d", g, i)
 				if _, err := s.Update(ctx, storeWeb1, func(d *servicelive.Decky) error {
 					d.Services = append(d.Services, token)
@@ -507,15 +507,15 @@ func storeTestConcurrentUpdates(t *testing.T, newStore func(*testing.T, map[stri
 		}
 		seen[svc] = true
 	}
-	for g := range StoreUpdaters {
-		for i := range StoreUpdatesEach {
+	for g := range storeUpdaters {
+		for i := range storeUpdatesEach {
 			if token := fmt.Sprintf("g%d-%d", g, i); !seen[token] {
 				t.Errorf("update adding %s was lost", token)
 			}
 		}
 	}
-	if n := len(d.Services) - len(want); n != StoreUpdaters*StoreUpdatesEach {
-		t.Errorf("%d updates stored, want %d", n, StoreUpdaters*StoreUpdatesEach)
+	if n := len(d.Services) - len(want); n != storeUpdaters*storeUpdatesEach {
+		t.Errorf("%d updates stored, want %d", n, storeUpdaters*storeUpdatesEach)
 	}
 }
 
