@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/gofrs/flock"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/decnet/servicelive/internal/atomicfile"
 )
 
 // FileStore is a Store kept in one JSON file, which any number of handles, in
@@ -398,7 +399,7 @@ func fsReadFile(path string, buf []byte) ([]byte, error) {
 func (s *FileStore) commit(st *fsState) error {
 	data, err := st.render()
 	if err == nil {
-		err = fsWriteAtomic(s.path, data)
+		err = atomicfile.Write(s.path, data, 0o600) // configs may hold secrets
 	}
 	s.mu.Lock()
 	if err != nil {
@@ -824,55 +825,4 @@ func fsParseScope(ds []fsDecky) (*fsScope, error) {
 	}
 	slices.Sort(sc.names)
 	return sc, nil
-}
-
-// fsWriteAtomic replaces path with data: a temporary file in the same
-// directory, fsynced, renamed over path, then the directory fsynced. On error
-// path is unchanged (unless only the directory fsync failed) and no
-// temporary file is left.
-func fsWriteAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return fsSyncDir(dir)
-}
-
-// fsSyncDir fsyncs dir, making a rename in it durable.
-func fsSyncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil // directories cannot be opened for sync there
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if errors.Is(err, os.ErrInvalid) { // some filesystems cannot sync a directory
-		return nil
-	}
-	return err
 }

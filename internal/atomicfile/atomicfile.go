@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 )
 
 // Write replaces path with data: it writes a temporary file in the same
@@ -45,6 +46,9 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 
 // SyncDir fsyncs a directory so that a rename or a removal in it is durable.
 func SyncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil // directories cannot be opened for sync there
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
