@@ -20,5 +20,6 @@ type Store interface {
 	// to every other Update of the same store (other processes included, for stores
 	// that can be shared). fn may run more than once. If fn returns an error nothing
 	// is written and Update returns that error unchanged. Missing: ErrNotFound.
+	// fn cannot rename the decky: a changed Name is an error and nothing is written.
 	Update(ctx context.Context, ref Ref, fn func(*Decky) error) (Decky, error)
 }
