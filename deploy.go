@@ -17,7 +17,7 @@ const deployParallel = 8
 // scope's compose files (when a project directory is set); it never changes
 // the Store.
 func (m *Manager) Deploy(ctx context.Context, topology string) error {
-	deckies, p, err := m.scope(ctx, "deploy", topology)
+	deckies, p, err := m.scope(ctx, "deploy", topology, renderTolerant)
 	if err != nil {
 		return err
 	}
@@ -47,12 +47,12 @@ func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) err
 		}
 		return &Error{Op: "deploy", Ref: ref, Err: err}
 	}
-	p, err := m.deckyProject(topology, d, false, "")
+	p, err := m.deckyProject(topology, d, renderFull, "")
 	if err != nil {
 		return err
 	}
 	for _, key := range append([]string{d.Name}, serviceKeys(d)...) {
-		if err := m.composer.Up(ctx, p, key); err != nil {
+		if err := m.up(ctx, p, key); err != nil {
 			return &Error{Op: "deploy", Ref: ref, Err: err, Msg: "up " + key}
 		}
 	}
@@ -66,13 +66,17 @@ func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) err
 // service is brought down, services before bases. The Store and the compose
 // files are left as they are.
 func (m *Manager) Teardown(ctx context.Context, topology string) error {
-	deckies, p, err := m.scope(ctx, "teardown", topology)
+	deckies, p, err := m.scope(ctx, "teardown", topology, renderIdentity)
 	if err != nil {
 		return err
 	}
 	ref := Ref{Topology: topology}
 	if r, ok := m.composer.(ProjectRemover); ok {
-		if err := r.RemoveProject(ctx, p); err != nil {
+		err := func() (err error) {
+			defer recoverInto(&err, "composer remove project")
+			return r.RemoveProject(ctx, p)
+		}()
+		if err != nil {
 			return &Error{Op: "teardown", Ref: ref, Err: err}
 		}
 		return nil
@@ -83,7 +87,7 @@ func (m *Manager) Teardown(ctx context.Context, topology string) error {
 		bases = append(bases, d.Name)
 	}
 	for _, key := range append(keys, bases...) {
-		if err := m.composer.Down(ctx, p, key); err != nil {
+		if err := m.engineDown(ctx, p, key); err != nil {
 			return &Error{Op: "teardown", Ref: ref, Err: err, Msg: "down " + key}
 		}
 	}
@@ -91,7 +95,7 @@ func (m *Manager) Teardown(ctx context.Context, topology string) error {
 }
 
 // scope lists and renders a whole scope.
-func (m *Manager) scope(ctx context.Context, op, topology string) ([]Decky, *types.Project, error) {
+func (m *Manager) scope(ctx context.Context, op, topology string, mode renderMode) ([]Decky, *types.Project, error) {
 	ref := Ref{Topology: topology}
 	if err := validateScope(topology); err != nil {
 		return nil, nil, &Error{Op: op, Kind: ErrInvalidService, Err: err}
@@ -106,7 +110,7 @@ func (m *Manager) scope(ctx context.Context, op, topology string) ([]Decky, *typ
 	}
 	p := m.newProject(topology, n)
 	for _, d := range deckies {
-		if err := m.addDecky(p, topology, d, op == "teardown"); err != nil {
+		if err := m.addDecky(p, topology, d, mode); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -2,7 +2,6 @@ package servicelive
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -58,7 +57,7 @@ func (m *Manager) ProjectName(topology string) string {
 // A service on a decky that is no longer registered, or two compose keys that
 // collide in the scope, is an error (ErrInvalidService, ErrConflict).
 func (m *Manager) Project(ctx context.Context, topology string) (*types.Project, error) {
-	_, p, err := m.scope(ctx, "project", topology)
+	_, p, err := m.scope(ctx, "project", topology, renderFull)
 	return p, err
 }
 
@@ -80,21 +79,35 @@ func (m *Manager) newProject(topology string, services int) *types.Project {
 
 // deckyProject renders the project of one decky in the scope's project: its
 // base and its services, or only the service named only when it is not "".
-// stub renders services that left the registry without an image (good
-// enough to stop and remove them).
-func (m *Manager) deckyProject(topology string, d Decky, stub bool, only string) (*types.Project, error) {
+func (m *Manager) deckyProject(topology string, d Decky, mode renderMode, only string) (*types.Project, error) {
 	if only != "" {
 		d.Services = []string{only}
 	}
 	p := m.newProject(topology, 1+len(d.Services))
-	if err := m.addDecky(p, topology, d, stub); err != nil {
+	if err := m.addDecky(p, topology, d, mode); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
+// renderMode says how the services of a decky are rendered.
+type renderMode int
+
+const (
+	// renderFull renders every service from the registry, hooks applied;
+	// an unregistered service is an error. For the engine's Up.
+	renderFull renderMode = iota
+	// renderTolerant is renderFull, except that an unregistered service is
+	// rendered by its identity alone. For compose files and Teardown.
+	renderTolerant
+	// renderIdentity renders services by their identity alone (name,
+	// namespace, labels): no registry, no hook. Enough to find, stop and
+	// remove containers, whatever the registry or a hook does.
+	renderIdentity
+)
+
 // addDecky adds d's base and services to p.
-func (m *Manager) addDecky(p *types.Project, topology string, d Decky, stub bool) error {
+func (m *Manager) addDecky(p *types.Project, topology string, d Decky, mode renderMode) error {
 	ref := Ref{Topology: topology, Decky: d.Name}
 	if err := ref.validate(); err != nil {
 		return &Error{Op: "render", Ref: ref, Kind: ErrInvalidService, Err: err}
@@ -131,7 +144,7 @@ func (m *Manager) addDecky(p *types.Project, topology string, d Decky, stub bool
 		if _, dup := p.Services[key]; dup {
 			return &Error{Op: "render", Ref: ref, Service: name, Kind: ErrConflict, Msg: "compose key " + key + " collides with another compose service of the scope"}
 		}
-		s, err := m.renderService(topology, d, name, stub)
+		s, err := m.renderService(topology, d, name, mode)
 		if err != nil {
 			return err
 		}
@@ -141,14 +154,18 @@ func (m *Manager) addDecky(p *types.Project, topology string, d Decky, stub bool
 }
 
 // renderService renders service name of decky d.
-func (m *Manager) renderService(topology string, d Decky, name string, stub bool) (s types.ServiceConfig, err error) {
+func (m *Manager) renderService(topology string, d Decky, name string, mode renderMode) (s types.ServiceConfig, err error) {
 	ref := Ref{Topology: topology, Decky: d.Name}
 	if !ValidServiceName(name) {
 		return s, &Error{Op: "render", Ref: ref, Service: name, Kind: ErrInvalidService, Msg: "bad service name"}
 	}
-	svc, ok := m.reg.Lookup(name)
-	if !ok && !stub {
-		return s, &Error{Op: "render", Ref: ref, Service: name, Kind: ErrInvalidService, Msg: "service is not registered"}
+	var svc Service
+	if mode != renderIdentity {
+		var ok bool
+		svc, ok = m.reg.Lookup(name)
+		if !ok && mode == renderFull {
+			return s, &Error{Op: "render", Ref: ref, Service: name, Kind: ErrInvalidService, Msg: "service is not registered"}
+		}
 	}
 	key := ServiceKey(d.Name, name)
 	s.Name = key
@@ -175,11 +192,7 @@ func (m *Manager) renderService(topology string, d Decky, name string, stub bool
 
 // callHook runs a registry Compose hook on copies, turning a panic into an error.
 func callHook(svc Service, d Decky, cfg Config, s *types.ServiceConfig) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("compose hook of service %s panicked: %v", svc.Name, r)
-		}
-	}()
+	defer recoverInto(&err, "compose hook of service "+svc.Name)
 	svc.Compose(d.Clone(), cfg.Clone(), s)
 	return nil
 }

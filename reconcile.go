@@ -76,14 +76,17 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 	if !ok {
 		return Report{}, &Error{Op: "reconcile", Err: fmt.Errorf("composer %T cannot list containers: %w", m.composer, errors.ErrUnsupported)}
 	}
-	deckies, p, err := m.scope(ctx, "reconcile", topology)
+	deckies, p, err := m.scope(ctx, "reconcile", topology, renderTolerant)
 	if err != nil {
 		return Report{}, err
 	}
 	if err := m.files.writeScope(ctx, p, deckies); err != nil {
 		return Report{}, &Error{Op: "reconcile", Ref: Ref{Topology: topology}, Err: err, Msg: "write compose files"}
 	}
-	found, err := lister.Containers(ctx, p)
+	found, err := func() (cs []Container, err error) {
+		defer recoverInto(&err, "composer containers")
+		return lister.Containers(ctx, p)
+	}()
 	if err != nil {
 		return Report{}, &Error{Op: "reconcile", Ref: Ref{Topology: topology}, Err: err}
 	}
@@ -142,7 +145,7 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 	}
 	var p *types.Project
 	if d.Image != "" {
-		if p, err = m.deckyProject(topology, d, true, ""); err != nil {
+		if p, err = m.deckyProject(topology, d, renderTolerant, ""); err != nil {
 			return nil, err
 		}
 	}
@@ -168,7 +171,7 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 		svc := types.ServiceConfig{Name: key}
 		svc.CustomLabels = types.Labels{composeProjectLabel: stray.Name, composeServiceLabel: key, composeOneoffLabel: "False"}
 		stray.Services[key] = svc
-		if err := m.composer.Down(ctx, stray, key); err != nil {
+		if err := m.engineDown(ctx, stray, key); err != nil {
 			r.Err = &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "remove " + key}
 		}
 		out = append(out, r)
@@ -196,10 +199,10 @@ func (m *Manager) converge(ctx context.Context, p *types.Project, key, decky str
 	}
 	var err error
 	if r.Action == ActionRecreated {
-		err = m.composer.Down(ctx, p, key)
+		err = m.engineDown(ctx, p, key)
 	}
 	if err == nil {
-		err = m.composer.Up(ctx, p, key)
+		err = m.up(ctx, p, key)
 	}
 	if err != nil {
 		r.Err = &Error{Op: "reconcile", Ref: Ref{Topology: p.Services[key].Labels[LabelTopology], Decky: decky}, Err: err, Msg: string(r.Action) + " " + key}

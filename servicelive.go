@@ -93,9 +93,12 @@ type addOptions struct {
 // against the service's Schema (Service.Validate).
 func WithConfig(cfg Config) AddOption { return func(o *addOptions) { o.cfg = cfg } }
 
-// errAlreadyOn is returned by the Update function of an add to a decky that
-// already has the service.
-var errAlreadyOn = errors.New("service already on decky")
+// Returned by the Update functions of mutations that find the decky already
+// changed (by another process, for errNotOn).
+var (
+	errAlreadyOn = errors.New("service already on decky")
+	errNotOn     = errors.New("service not on decky")
+)
 
 // AddService adds service to a deployed decky and starts its container; it returns
 // the decky's services after the change.
@@ -164,37 +167,39 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 		return fail(nil, err, "")
 	}
 
-	// The engine gets the decky's base and the new service only: rendering
-	// the whole scope (or even the whole decky) would make the cost of a
-	// mutation grow with it.
-	project, err := m.deckyProject(ref.Topology, after, false, service)
-	if err == nil {
-		err = m.writeDeckyFile(ctx, ref.Topology, after)
-	}
-	if err == nil {
-		err = m.composer.Up(ctx, project, key)
-		if err != nil {
-			err = &Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "engine"}
-			// The container may exist half-made: remove it first.
-			if derr := m.down(ctx, project, key); derr != nil {
-				err = errors.Join(err, derr)
-			}
-		}
-	}
-	if err != nil {
-		if rerr := m.undoAdd(ctx, ref, service); rerr != nil {
+	// From here on a failure undoes the Store (and the file, once written).
+	undo := func(err error, fileWritten bool) ([]string, error) {
+		if rerr := m.undoAdd(ctx, ref, service, fileWritten); rerr != nil {
 			return nil, errors.Join(err, rerr)
 		}
 		return nil, err
+	}
+	// The engine gets the decky's base and the new service only: rendering
+	// the whole scope (or even the whole decky) would make the cost of a
+	// mutation grow with it.
+	project, err := m.deckyProject(ref.Topology, after, renderFull, service)
+	if err != nil {
+		return undo(err, false)
+	}
+	if err := m.writeDeckyFile(ctx, ref.Topology, after); err != nil {
+		return undo(&Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "write compose file"}, false)
+	}
+	if err := m.up(ctx, project, key); err != nil {
+		err = &Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "engine"}
+		// Up may have left a container behind, half made: remove it.
+		if derr := m.down(ctx, project, key); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return undo(err, true)
 	}
 
 	m.publish(ctx, Event{Kind: ServiceAdded, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services})
 	return slices.Clone(after.Services), nil
 }
 
-// undoAdd takes service (and its config) back off the decky and rewrites its
-// compose file, even when ctx is cancelled.
-func (m *Manager) undoAdd(ctx context.Context, ref Ref, service string) error {
+// undoAdd takes service (and its config) back off the decky and, when
+// rewrite is set, rewrites its compose file — even when ctx is cancelled.
+func (m *Manager) undoAdd(ctx context.Context, ref Ref, service string, rewrite bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	before, err := m.store.Update(ctx, ref, func(d *Decky) error {
@@ -202,7 +207,7 @@ func (m *Manager) undoAdd(ctx context.Context, ref Ref, service string) error {
 		delete(d.Config, service)
 		return nil
 	})
-	if err == nil {
+	if err == nil && rewrite {
 		err = m.writeDeckyFile(ctx, ref.Topology, before)
 	}
 	if err != nil {
@@ -216,7 +221,7 @@ func (m *Manager) undoAdd(ctx context.Context, ref Ref, service string) error {
 func (m *Manager) down(ctx context.Context, project *types.Project, key string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
-	if err := m.composer.Down(ctx, project, key); err != nil {
+	if err := m.engineDown(ctx, project, key); err != nil {
 		return fmt.Errorf("servicelive: rollback: remove container of %s: %w", key, err)
 	}
 	return nil
@@ -226,9 +231,10 @@ func (m *Manager) down(ctx context.Context, project *types.Project, key string) 
 // from the decky; it returns the decky's services after the change.
 //
 // The service need not be registered any more. A missing decky or topology
-// matches ErrNotFound, a service not on the decky ErrConflict. The container
-// is removed first: when the engine fails nothing is persisted and the error
-// wraps the engine's error.
+// matches ErrNotFound, a service not on the decky ErrConflict. The decky's
+// compose file is rewritten first, then the container removed, then the
+// Store updated: when the engine or the Store fails the file is put back,
+// nothing is persisted and the error wraps the cause.
 func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([]string, error) {
 	fail := func(kind, err error, msg string) ([]string, error) {
 		return nil, &Error{Op: "remove", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg}
@@ -250,36 +256,41 @@ func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([
 		return fail(nil, err, "")
 	}
 	if !before.HasService(service) {
-		return fail(ErrConflict, nil, "service not on decky")
+		return fail(ErrConflict, nil, errNotOn.Error())
 	}
 	key := ServiceKey(ref.Decky, service)
-	project, err := m.deckyProject(ref.Topology, before, true, service)
+	// Identity alone: removal works whatever the registry or a hook does.
+	project, err := m.deckyProject(ref.Topology, before, renderIdentity, service)
 	if err != nil {
 		return fail(nil, err, "")
 	}
-	// The file first, so that a full `up` never resurrects the service; then
-	// the engine; then the Store. A failure puts the file back.
 	afterFile := before.Clone()
 	afterFile.Services = slices.DeleteFunc(afterFile.Services, func(s string) bool { return s == service })
 	delete(afterFile.Config, service)
 	if err := m.writeDeckyFile(ctx, ref.Topology, afterFile); err != nil {
-		return fail(nil, err, "")
+		return fail(nil, err, "write compose file")
 	}
 	restore := func(err error) ([]string, error) {
 		if ferr := m.writeDeckyFile(context.WithoutCancel(ctx), ref.Topology, before); ferr != nil {
-			err = errors.Join(err, ferr)
+			err = errors.Join(err, &Error{Op: "remove", Ref: ref, Service: service, Err: ferr, Msg: "restore compose file (Reconcile repairs it)"})
 		}
 		return nil, err
 	}
-	if err := m.composer.Down(ctx, project, key); err != nil {
+	if err := m.engineDown(ctx, project, key); err != nil {
 		return restore(&Error{Op: "remove", Ref: ref, Service: service, Err: err, Msg: "engine"})
 	}
 	after, err := m.store.Update(ctx, ref, func(d *Decky) error {
+		if !d.HasService(service) {
+			return errNotOn // removed meanwhile by another process
+		}
 		d.Services = slices.DeleteFunc(d.Services, func(s string) bool { return s == service })
 		delete(d.Config, service)
 		return nil
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, errNotOn):
+		return fail(ErrConflict, nil, errNotOn.Error()) // the file already says so
+	case err != nil:
 		return restore(&Error{Op: "remove", Ref: ref, Service: service, Err: err})
 	}
 	m.publish(ctx, Event{Kind: ServiceRemoved, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services})
@@ -348,9 +359,29 @@ func (m *Manager) writeDeckyFile(ctx context.Context, topology string, d Decky) 
 	if m.projectDir == "" {
 		return nil
 	}
-	p, err := m.deckyProject(topology, d, true, "")
+	p, err := m.deckyProject(topology, d, renderTolerant, "")
 	if err != nil {
 		return err
 	}
 	return m.files.writeDecky(ctx, topology, p, d)
+}
+
+// up runs Composer.Up, turning a panic into an error so that the mutation
+// is undone like after any engine failure.
+func (m *Manager) up(ctx context.Context, p *types.Project, key string) (err error) {
+	defer recoverInto(&err, "composer up "+key)
+	return m.composer.Up(ctx, p, key)
+}
+
+// engineDown runs Composer.Down, turning a panic into an error.
+func (m *Manager) engineDown(ctx context.Context, p *types.Project, key string) (err error) {
+	defer recoverInto(&err, "composer down "+key)
+	return m.composer.Down(ctx, p, key)
+}
+
+// recoverInto turns a panic of a user-supplied component into *err.
+func recoverInto(err *error, what string) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%s panicked: %v", what, r)
+	}
 }
