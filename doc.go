@@ -47,21 +47,25 @@
 //
 // # Failure model
 //
-// The Store is the truth. The order of the steps of each mutation makes
-// every failure either fully undone or harmless:
+// The Store is the truth; the compose files and the engine follow it. Every
+// step of a mutation is ordered so that a failure is undone at once, or
+// leaves a state that a retry of the same call or Manager.Reconcile repairs:
 //
 //   - AddService: Store.Update, then the decky's file, then Composer.Up. A
-//     failure of the file or of Up undoes the Store and the file (and takes
-//     down whatever Up left). A failing undo is reported with both errors
-//     (errors.Join); the Store then lists a service that may not run, which
-//     Deploy repairs (and RemoveService can remove).
+//     failure of the render, the file or Up (error, panic, ctx done) takes
+//     down whatever Up left and undoes the Store and the file. A failing
+//     undo is reported with both errors (errors.Join); the Store then lists
+//     the service without its container, which Reconcile creates.
 //   - RemoveService: the file, then Composer.Down, then Store.Update. A
-//     failure of Down or of the Update puts the file back; if the Update
-//     failed after Down, the Store still lists a service whose container is
-//     gone: Deploy brings it back, a retried RemoveService finishes the job.
-//   - A crash between steps leaves the same states as the failures above,
-//     without the undo: the Store and the engine can disagree in one decky
-//     and one service; Deploy of the scope converges the engine to the Store.
+//     failure of Down or of the Update puts the file back; after a failed
+//     Update the container is gone while the Store still lists it: a retry
+//     finishes the removal, Reconcile recreates the container.
+//   - A crash between any two steps leaves the Store, the file of one decky
+//     and one container disagreeing; Reconcile of the scope rewrites the
+//     files from the Store and converges the engine to it.
+//   - A Bus failure never fails nor undoes a mutation: it is logged.
+//
+// The README's "Failure model" section details every step.
 //
 // # Example
 //
