@@ -140,7 +140,7 @@ func (c *Composer) Up(ctx context.Context, project *types.Project, service strin
 	if c.closed.Load() {
 		return errClosed
 	}
-	p, svc, err := prepare(project, service)
+	p, svc, visible, err := prepare(project, service)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,10 @@ func (c *Composer) Up(ctx context.Context, project *types.Project, service strin
 	defer unlock()
 
 	t0 := time.Now()
-	if err := c.create(ctx, p, svc, name); err != nil {
+	scope := &upScope{project: p.Name, services: visible, volumes: len(p.Volumes) > 0}
+	err = c.create(withUpScope(ctx, scope), p, svc, name)
+	scope.wait()
+	if err != nil {
 		return wrap(err)
 	}
 	t1 := time.Now()

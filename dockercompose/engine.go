@@ -3,27 +3,255 @@ package dockercompose
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/containerd/errdefs"
+	"github.com/docker/compose/v5/pkg/api"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	"golang.org/x/sync/errgroup"
 )
 
 // engineClient is the API client the Compose SDK gets: the Composer's client
-// with NetworkCreate made safe for concurrent Ups.
+// with three changes.
 //
-// Engines before API 1.44 (Docker 20.10 speaks 1.41) create a second network
-// with the same name unless the request sets CheckDuplicate, which
-// moby/moby/client v0.6.1 no longer sends. Two concurrent Ups of the first
-// services of a project would then each create "<project>_default", and the
-// next container create fails on the ambiguous name. Here creations are
-// serialised within the Composer and a network that already exists by that
-// exact name is reported as a conflict, which the SDK treats as "already
-// there".
+// NetworkCreate is made safe for concurrent Ups. Engines before API 1.44
+// (Docker 20.10 speaks 1.41) create a second network with the same name
+// unless the request sets CheckDuplicate, which moby/moby/client v0.6.1 no
+// longer sends. Two concurrent Ups of the first services of a project would
+// then each create "<project>_default", and the next container create fails
+// on the ambiguous name. Here creations are serialised within the Composer,
+// and a network that already exists by that exact name is reported as a
+// conflict, which the SDK treats as "already there".
+//
+// ContainerList and VolumeList are narrowed to what an Up needs, when the
+// call's context carries an upScope (see withUpScope). The SDK lists every
+// container of the project to build its observed state, although an Up of
+// one service only looks at the containers of that service and of the
+// services it references: the others are "orphans" it ignores. The list
+// costs the engine per container of the project; per service it stays
+// small. Likewise the SDK lists the project's volumes even when the project
+// declares none, to no effect.
 type engineClient struct {
 	client.APIClient
 
 	netMu sync.Mutex
+}
+
+// upScope is what an Up's calls to the SDK need to see.
+type upScope struct {
+	ctx      context.Context // the Up's
+	project  string
+	services []string // the service and the services it references
+	volumes  bool     // the project declares volumes
+
+	// The SDK's first request of an Up inspects the image; its next ones
+	// list the project's containers and networks, one after the other. The
+	// listings are prefetched, concurrently, when the first request is made,
+	// and each is served once to the SDK's identical request.
+	once       sync.Once
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	containers *prefetched[client.ContainerListResult]
+	networks   *prefetched[client.NetworkListResult]
+}
+
+type prefetched[T any] struct {
+	done chan struct{}
+	res  T
+	err  error
+}
+
+type upScopeKey struct{}
+
+// withUpScope narrows the SDK's listings during ctx to scope.
+func withUpScope(ctx context.Context, scope *upScope) context.Context {
+	scope.ctx = ctx
+	return context.WithValue(ctx, upScopeKey{}, scope)
+}
+
+// wait waits for the prefetches, if any, to end.
+func (s *upScope) wait() { s.wg.Wait() }
+
+// scopeOf returns the scope of ctx if filters list the scope's project.
+func scopeOf(ctx context.Context, filters client.Filters) *upScope {
+	scope, _ := ctx.Value(upScopeKey{}).(*upScope)
+	if scope == nil || !filters["label"][api.ProjectLabel+"="+scope.project] {
+		return nil
+	}
+	return scope
+}
+
+// The filters of the SDK's listings of an Up's observed state.
+func (s *upScope) containerFilters() client.Filters {
+	return make(client.Filters).Add("label", api.ProjectLabel+"="+s.project, api.ConfigHashLabel)
+}
+
+func (s *upScope) networkFilters() client.Filters {
+	return make(client.Filters).Add("label", api.ProjectLabel+"="+s.project)
+}
+
+// prefetch starts the listings of the observed state, once per scope.
+func (e *engineClient) prefetch(ctx context.Context) {
+	scope, _ := ctx.Value(upScopeKey{}).(*upScope)
+	if scope == nil {
+		return
+	}
+	scope.once.Do(func() {
+		cs := &prefetched[client.ContainerListResult]{done: make(chan struct{})}
+		ns := &prefetched[client.NetworkListResult]{done: make(chan struct{})}
+		scope.mu.Lock()
+		scope.containers, scope.networks = cs, ns
+		scope.mu.Unlock()
+		scope.wg.Add(2)
+		go func() {
+			defer scope.wg.Done()
+			defer close(cs.done)
+			cs.res, cs.err = e.listScoped(scope.ctx, scope, client.ContainerListOptions{All: true, Filters: scope.containerFilters()})
+		}()
+		go func() {
+			defer scope.wg.Done()
+			defer close(ns.done)
+			ns.res, ns.err = e.APIClient.NetworkList(scope.ctx, client.NetworkListOptions{Filters: scope.networkFilters()})
+		}()
+	})
+}
+
+// takeContainers returns the prefetched container listing if options is
+// the request it answers and it was not served yet.
+func (s *upScope) takeContainers(ctx context.Context, options client.ContainerListOptions) (*prefetched[client.ContainerListResult], bool) {
+	s.mu.Lock()
+	p := s.containers
+	ok := p != nil && options.All && filtersEqual(options.Filters, s.containerFilters())
+	if ok {
+		s.containers = nil
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return &prefetched[client.ContainerListResult]{err: ctx.Err()}, true
+	}
+	return p, true
+}
+
+func (s *upScope) takeNetworks(ctx context.Context, options client.NetworkListOptions) (*prefetched[client.NetworkListResult], bool) {
+	s.mu.Lock()
+	p := s.networks
+	ok := p != nil && filtersEqual(options.Filters, s.networkFilters())
+	if ok {
+		s.networks = nil
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return &prefetched[client.NetworkListResult]{err: ctx.Err()}, true
+	}
+	return p, true
+}
+
+func filtersEqual(a, b client.Filters) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for term, values := range a {
+		if len(values) != len(b[term]) {
+			return false
+		}
+		for v, on := range values {
+			if b[term][v] != on {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ImageInspect inspects the image; under an Up's scope, it first starts the
+// prefetch of the listings the SDK makes next.
+func (e *engineClient) ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error) {
+	e.prefetch(ctx)
+	return e.APIClient.ImageInspect(ctx, image, opts...)
+}
+
+// NetworkList serves the prefetched listing of the Up's project networks.
+func (e *engineClient) NetworkList(ctx context.Context, options client.NetworkListOptions) (client.NetworkListResult, error) {
+	if scope := scopeOf(ctx, options.Filters); scope != nil {
+		if p, ok := scope.takeNetworks(ctx, options); ok {
+			return p.res, p.err
+		}
+	}
+	return e.APIClient.NetworkList(ctx, options)
+}
+
+// ContainerList lists the containers of the scope's services only, one
+// (concurrent) request per service, when ctx has a scope and the request
+// lists the scope's project without naming a service; the prefetched
+// listing answers the SDK's first such request.
+func (e *engineClient) ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error) {
+	scope := scopeOf(ctx, options.Filters)
+	if scope == nil {
+		return e.APIClient.ContainerList(ctx, options)
+	}
+	if p, ok := scope.takeContainers(ctx, options); ok {
+		return p.res, p.err
+	}
+	return e.listScoped(ctx, scope, options)
+}
+
+// listScoped lists the containers options asks for, restricted to the
+// scope's services (unless options names a service already).
+func (e *engineClient) listScoped(ctx context.Context, scope *upScope, options client.ContainerListOptions) (client.ContainerListResult, error) {
+	if len(scope.services) == 0 {
+		return e.APIClient.ContainerList(ctx, options)
+	}
+	for label := range options.Filters["label"] {
+		if strings.HasPrefix(label, api.ServiceLabel+"=") {
+			return e.APIClient.ContainerList(ctx, options)
+		}
+	}
+	results := make([][]container.Summary, len(scope.services))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, service := range scope.services {
+		g.Go(func() error {
+			o := options
+			o.Filters = options.Filters.Clone().Add("label", api.ServiceLabel+"="+service)
+			res, err := e.APIClient.ContainerList(gctx, o)
+			results[i] = res.Items
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return client.ContainerListResult{}, err
+	}
+	var out client.ContainerListResult
+	seen := map[string]bool{}
+	for _, items := range results {
+		for _, ctr := range items {
+			if !seen[ctr.ID] {
+				seen[ctr.ID] = true
+				out.Items = append(out.Items, ctr)
+			}
+		}
+	}
+	return out, nil
+}
+
+// VolumeList answers "none" without asking the engine when ctx has a scope
+// whose project declares no volume.
+func (e *engineClient) VolumeList(ctx context.Context, options client.VolumeListOptions) (client.VolumeListResult, error) {
+	if scope := scopeOf(ctx, options.Filters); scope != nil && !scope.volumes {
+		return client.VolumeListResult{}, nil
+	}
+	return e.APIClient.VolumeList(ctx, options)
 }
 
 // NetworkCreate creates network name unless a network of that exact name
