@@ -1,9 +1,6 @@
 package servicelive
 
-import (
-	"maps"
-	"slices"
-)
+import "slices"
 
 // Config holds one service's settings on one decky. Values produced by
 // Service.Validate are string, int, bool or []string.
@@ -52,15 +49,3 @@ func (d Decky) Clone() Decky {
 
 // HasService reports whether service is on d.
 func (d *Decky) HasService(service string) bool { return slices.Contains(d.Services, service) }
-
-// equalDecky is used by tests and stores to compare deckies deeply.
-func equalConfig(a, b Config) bool {
-	return maps.EqualFunc(a, b, func(x, y any) bool {
-		xs, xok := x.([]string)
-		ys, yok := y.([]string)
-		if xok || yok {
-			return xok && yok && slices.Equal(xs, ys)
-		}
-		return x == y
-	})
-}

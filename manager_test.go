@@ -26,7 +26,6 @@ type env struct {
 	mem      *sl.MemoryStore
 	composer *servicelivetest.Composer
 	bus      *servicelivetest.Bus
-	dir      string
 }
 
 // countingStore counts the calls that reach the store.
