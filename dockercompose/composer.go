@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +34,7 @@ type Composer struct {
 	compose   api.Compose
 	events    *events
 	locks     keyedMutex
+	portMu    sync.Mutex // serialises starts of containers publishing ephemeral ports
 	closed    atomic.Bool
 }
 
@@ -270,7 +273,19 @@ func (c *Composer) start(ctx context.Context, a attribution, p *types.Project, s
 		defer stop()
 	}
 	c.events.emit(a, resource, StatusWorking, api.StatusStarting, "")
-	_, err := c.apiClient.ContainerStart(ctx, ref, client.ContainerStartOptions{})
+	startContainer := func(ref string) error {
+		if publishesEphemeralPorts(svc) {
+			// The engine picks ephemeral host ports non-atomically: two
+			// concurrent starts can get the same one (why the SDK
+			// serialises every start). Only these starts queue, and only
+			// per Composer.
+			c.portMu.Lock()
+			defer c.portMu.Unlock()
+		}
+		_, err := c.apiClient.ContainerStart(ctx, ref, client.ContainerStartOptions{})
+		return err
+	}
+	err := startContainer(ref)
 	if errdefs.IsNotFound(err) {
 		// The SDK kept a container of the service that has another name
 		// (renamed out of band): find it by its labels.
@@ -282,7 +297,7 @@ func (c *Composer) start(ctx context.Context, a attribution, p *types.Project, s
 			return fmt.Errorf("no container of the service after create: %w", err)
 		}
 		ref = ids[0]
-		_, err = c.apiClient.ContainerStart(ctx, ref, client.ContainerStartOptions{})
+		err = startContainer(ref)
 	}
 	if err != nil {
 		c.events.emit(a, resource, StatusError, api.StatusError, err.Error())
@@ -293,6 +308,17 @@ func (c *Composer) start(ctx context.Context, a attribution, p *types.Project, s
 		return nil
 	}
 	return c.waitRunning(ctx, a, ref, name, exited)
+}
+
+// publishesEphemeralPorts reports whether svc publishes a port on a host
+// port the engine chooses.
+func publishesEphemeralPorts(svc types.ServiceConfig) bool {
+	for _, p := range svc.Ports {
+		if p.Published == "" || strings.Contains(p.Published, "-") {
+			return true
+		}
+	}
+	return false
 }
 
 // watchExit asks the engine, before the start, to report the container's

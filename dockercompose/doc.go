@@ -1,3 +1,57 @@
-// Package dockercompose implements servicelive.Composer on the Docker Compose
-// SDK (github.com/docker/compose/v5), in-process.
+// Package dockercompose implements servicelive.Composer (and
+// servicelive.ProjectRemover, servicelive.ContainerLister) on the Docker
+// Compose SDK, github.com/docker/compose/v5, in-process: no docker CLI, no
+// `docker compose` subprocess.
+//
+//	c, err := dockercompose.New() // the engine `docker` would use
+//	if err != nil { ... }
+//	defer c.Close()
+//	err = c.Up(ctx, project, "web1-ssh")   // up -d --no-deps --build web1-ssh
+//	err = c.Down(ctx, project, "web1-ssh") // stop web1-ssh + rm -f web1-ssh
+//
+// # How an Up runs
+//
+// The project is narrowed to the one service (its dependencies disabled,
+// `--no-deps`) and completed with what compose's loader would have set (the
+// com.docker.compose.* labels, the default network); the caller's project is
+// never modified. The SDK's Create then converges the service's container:
+// it builds the image when the service has a build section, creates the
+// container, or recreates it when its configuration or image changed, or
+// leaves it alone. The Composer then starts the container itself through the
+// Engine API — the SDK serialises every container start of the process
+// behind one mutex, and its own wait polls every 500 ms — and inspects it at
+// once: Up returns when it runs. A container that cannot start, or is not
+// running right after its start, is removed and reported as a
+// *ContainerError with the engine's message and the container's last log
+// lines; so is an image that cannot be had (no container is created). The
+// engine may report a process that exits immediately as running for ~100 ms
+// after its start: WithStartGrace watches the container that much longer.
+//
+// An Up of a service costs 8 Engine API requests (a raw create and start
+// cost 2): the SDK inspects the image and lists the service's containers,
+// those of the services it references (its base) and the project's networks
+// — concurrently — then creates and inspects the container; the Composer
+// starts and inspects it. A Down costs 3: list, stop, remove.
+//
+// # What never happens
+//
+// The package never starts a subprocess (BuildKit is reported disabled, so
+// the SDK builds with the classic builder through the Engine API instead of
+// running `docker buildx bake`; credential helpers are not run, so registry
+// credentials come from the docker config file's inline "auths" only; git
+// build contexts are refused), except the ssh client for an ssh:// engine.
+// It never exits the process (an unknown Docker context is an error from
+// New), never writes to the process's stdout or stderr (progress goes to the
+// WithProgress hook, logs to the WithLogger logger) and never changes global
+// state such as logrus' level. The SDK itself warns through logrus' global
+// logger in a few corner cases (two networks carrying the same compose
+// label, a declared network that exists without compose's labels); those
+// warnings follow logrus' global configuration.
+//
+// # Engines
+//
+// The API version is negotiated with the engine, down to API 1.40 (Docker
+// 19.03). On engines before API 1.44 (Docker 25), which do not refuse a
+// second network of the same name, the Composer serialises its network
+// creations so that concurrent Ups of a new project create its network once.
 package dockercompose

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -152,4 +154,44 @@ func TestConcurrentUps(t *testing.T) {
 		assert.Equal(t, servicelive.ServiceKey(fmt.Sprintf("web%d", i), "ssh"), keys[i])
 	}
 	assert.Len(t, projectContainers(t, api, name), n, "the bases stay")
+}
+
+// TestPublishedPorts brings up deckies publishing a port on a host port the
+// engine picks, concurrently: each gets its own, and the banner answers there.
+func TestPublishedPorts(t *testing.T) {
+	t.Parallel()
+	api, image := engine(t)
+	ctx := t.Context()
+	c := newComposer(t)
+	name := uniqueProject(t, api)
+
+	const n = 4
+	p := newProject(name)
+	for i := range n {
+		decky := fmt.Sprintf("web%d", i)
+		addBase(p, decky, image, "", "")
+		s := p.Services[decky]
+		s.Command = testimage.Command(testimage.ModeBanner)
+		s.Ports = []types.ServicePortConfig{{Target: testimage.DefaultPort, Protocol: "tcp", HostIP: "127.0.0.1"}}
+		p.Services[decky] = s
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { assert.NoError(t, c.Up(ctx, p, fmt.Sprintf("web%d", i))) })
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i := range n {
+		in := inspect(t, api, fmt.Sprintf("%s.web%d", name, i))
+		var hostPort string
+		for _, bindings := range in.NetworkSettings.Ports {
+			for _, b := range bindings {
+				hostPort = b.HostPort
+			}
+		}
+		require.NotEmpty(t, hostPort, "web%d publishes its port", i)
+		assert.False(t, seen[hostPort], "host port %s given twice", hostPort)
+		seen[hostPort] = true
+		assert.Equal(t, testimage.Banner, readBanner(t, net.JoinHostPort("127.0.0.1", hostPort)))
+	}
 }
