@@ -289,14 +289,14 @@ func (c *Composer) start(ctx context.Context, a attribution, p *types.Project, s
 	if errdefs.IsNotFound(err) {
 		// The SDK kept a container of the service that has another name
 		// (renamed out of band): find it by its labels.
-		ids, lerr := c.serviceContainers(ctx, p.Name, svc.Name)
+		ctrs, lerr := c.serviceContainers(ctx, p.Name, svc.Name)
 		if lerr != nil {
 			return lerr
 		}
-		if len(ids) == 0 {
+		if len(ctrs) == 0 {
 			return fmt.Errorf("no container of the service after create: %w", err)
 		}
-		ref = ids[0]
+		ref = ctrs[0].ID
 		err = startContainer(ref)
 	}
 	if err != nil {
@@ -440,27 +440,34 @@ func (c *Composer) Down(ctx context.Context, project *types.Project, service str
 	defer unlock()
 
 	t0 := time.Now()
-	ids, err := c.serviceContainers(ctx, project.Name, service)
+	ctrs, err := c.serviceContainers(ctx, project.Name, service)
 	if err != nil {
 		return wrap(err)
 	}
-	if len(ids) == 0 {
+	if len(ctrs) == 0 {
 		return nil
 	}
 	a := attribution{op: "down", project: project.Name, service: service}
 	timeout := c.stopTimeoutSeconds(project.Services[service])
+	names := make(map[string]string, len(ctrs))
+	ids := make([]string, 0, len(ctrs))
+	for _, ctr := range ctrs {
+		names[ctr.ID] = canonicalName(ctr)
+		ids = append(ids, ctr.ID)
+	}
 	err = forEach(ctx, ids, func(ctx context.Context, id string) error {
-		resource := "Container " + id
+		resource := "Container " + names[id]
 		c.events.emit(a, resource, StatusWorking, api.StatusStopping, "")
 		if _, err := c.apiClient.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: timeout}); err != nil {
 			if errdefs.IsNotFound(err) {
 				return nil
 			}
-			return fmt.Errorf("stop %s: %w", id, err)
+			return fmt.Errorf("stop %s: %w", names[id], err)
 		}
+		c.events.emit(a, resource, StatusDone, api.StatusStopped, "")
 		c.events.emit(a, resource, StatusWorking, api.StatusRemoving, "")
 		if _, err := c.apiClient.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("remove %s: %w", id, err)
+			return fmt.Errorf("remove %s: %w", names[id], err)
 		}
 		c.events.emit(a, resource, StatusDone, api.StatusRemoved, "")
 		return nil
@@ -501,17 +508,20 @@ func (c *Composer) RemoveProject(ctx context.Context, project *types.Project) er
 		return wrap(err)
 	}
 	ids := make([]string, 0, len(res.Items))
+	names := make(map[string]string, len(res.Items))
 	for _, ctr := range res.Items {
 		if ctr.Labels[api.ProjectLabel] == project.Name {
 			ids = append(ids, ctr.ID)
+			names[ctr.ID] = canonicalName(ctr)
 		}
 	}
 	err = forEach(ctx, ids, func(ctx context.Context, id string) error {
-		c.events.emit(a, "Container "+id, StatusWorking, api.StatusRemoving, "")
+		resource := "Container " + names[id]
+		c.events.emit(a, resource, StatusWorking, api.StatusRemoving, "")
 		if _, err := c.apiClient.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("remove container %s: %w", id, err)
+			return fmt.Errorf("remove container %s: %w", names[id], err)
 		}
-		c.events.emit(a, "Container "+id, StatusDone, api.StatusRemoved, "")
+		c.events.emit(a, resource, StatusDone, api.StatusRemoved, "")
 		return nil
 	})
 	if err != nil {
@@ -554,9 +564,9 @@ func (c *Composer) RemoveProject(ctx context.Context, project *types.Project) er
 	return nil
 }
 
-// serviceContainers lists the IDs of every container (any state) of a
-// compose service, by its compose labels.
-func (c *Composer) serviceContainers(ctx context.Context, project, service string) ([]string, error) {
+// serviceContainers lists every container (any state) of a compose
+// service, by its compose labels.
+func (c *Composer) serviceContainers(ctx context.Context, project, service string) ([]container.Summary, error) {
 	res, err := c.apiClient.ContainerList(ctx, client.ContainerListOptions{
 		All: true,
 		Filters: make(client.Filters).
@@ -566,11 +576,7 @@ func (c *Composer) serviceContainers(ctx context.Context, project, service strin
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	ids := make([]string, 0, len(res.Items))
-	for _, ctr := range res.Items {
-		ids = append(ids, ctr.ID)
-	}
-	return ids, nil
+	return res.Items, nil
 }
 
 // stopTimeoutSeconds is the stop timeout for svc: WithStopTimeout, else its
