@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,7 @@ type path struct {
 // BenchmarkPaired measures one add and one remove of the same service
 // container (test image, banner mode, in a running base's network
 // namespace) by four paths, back to back in rotating order, for
-// $SERVICELIVE_BENCH_ROUNDS rounds (default 20) after one warm-up round:
+// $SERVICELIVE_BENCH_ROUNDS rounds (default 40) after one warm-up round:
 //
 //	lib      Manager.AddService / RemoveService, dockercompose defaults (wait until running)
 //	lib-nw   the same with dockercompose.WithWait(false)
@@ -56,7 +57,7 @@ func BenchmarkPaired(b *testing.B) {
 	if composeBin == "" {
 		b.Fatalf("%s is not set: the path of a docker-compose v2 binary (bench/run.sh builds one)", envCompose)
 	}
-	rounds := envInt(b, envRounds, 20)
+	rounds := envInt(b, envRounds, 40)
 	ctx := e.ctx
 
 	tcWait := &timedComposer{c: e.composer(b)}
@@ -196,6 +197,7 @@ func BenchmarkPaired(b *testing.B) {
 		ms(lib.ups.median()), ms(lib.downs.median()), ms(libNW.ups.median()), ms(libNW.downs.median()),
 		ms(pairedDiff(lib.adds, lib.ups)), ms(pairedDiff(lib.rems, lib.downs)))
 	rep.f("| figure | value | target | |\n|---|---:|---:|---|\n")
+	rep.mark()
 	rep.f("| add: lib / raw (median of per-round ratios) | %.3f | ≤ %.2f | %s |\n", addRatio, targetRatio, verdict(addRatio <= targetRatio))
 	rep.f("| remove: lib / raw (median of per-round ratios) | %.3f | ≤ %.2f | %s |\n", remRatio, targetRatio, verdict(remRatio <= targetRatio))
 	rep.f("| add: (lib − raw) / (cli − raw) (medians of per-round differences: %s ms / %s ms) | %.3f | ≤ %.2f | %s |\n",
@@ -204,6 +206,7 @@ func BenchmarkPaired(b *testing.B) {
 		ms(pairedDiff(lib.rems, raw.rems)), ms(pairedDiff(cliP.rems, raw.rems)), remOver, targetOverhead, verdict(remOver <= targetOverhead))
 	rep.f("| wait cost: lib add − lib-nw add (median of per-round differences) | %s ms | ≤ %s ms | %s |\n",
 		ms(waitCost), ms(targetWaitCost), verdict(waitCost <= targetWaitCost))
+	rep.summary()
 	rep.f("\nRatio of medians, for comparison: add %.3f, remove %.3f.\n\n",
 		float64(lib.adds.median())/float64(raw.adds.median()), float64(lib.rems.median())/float64(raw.rems.median()))
 	rep.f("<details><summary>Per-round durations (ms, add/remove)</summary>\n\n| round |")
@@ -331,10 +334,14 @@ func (t *timedComposer) RemoveProject(ctx context.Context, p *types.Project) err
 // (default 50) AddService calls at once, on as many deckies of one scope
 // (a topology), against as many concurrent raw ContainerCreate +
 // ContainerStart calls of the same containers' configs in the same bases;
-// $SERVICELIVE_BENCH_CONC_ROUNDS rounds (default 5), the order alternating.
+// $SERVICELIVE_BENCH_CONC_ROUNDS rounds (default 10), the order alternating,
+// each timed phase a second after the previous removals.
 // b.N is ignored.
 func BenchmarkConcurrent(b *testing.B) {
-	const topology = "conc"
+	const (
+		topology = "conc"
+		settle   = time.Second
+	)
 	n := 50
 	if os.Getenv(envEngine) == "1" {
 		n = envInt(b, envConcN, 50)
@@ -344,7 +351,7 @@ func BenchmarkConcurrent(b *testing.B) {
 		ds[i] = sl.Decky{Name: fmt.Sprintf("c%02d", i)}
 	}
 	e := setup(b, map[string][]sl.Decky{topology: ds})
-	rounds := envInt(b, envConcRounds, 5)
+	rounds := envInt(b, envConcRounds, 10)
 	ctx := e.ctx
 	c := e.composer(b)
 	m := e.manager(b, c)
@@ -398,9 +405,10 @@ func BenchmarkConcurrent(b *testing.B) {
 	rawRemoveI := func(i int) error { return rawRemove(ctx, e.api, specs[i]) }
 
 	type side struct {
-		name        string
-		add, remove func(int) error
-		adds, rems  series
+		name          string
+		add, remove   func(int) error
+		adds, rems    series
+		self, machine series // CPU used during the adds: this process, the whole machine
 	}
 	sides := []*side{
 		{name: "lib", add: libAdd, remove: libRemove},
@@ -410,7 +418,12 @@ func BenchmarkConcurrent(b *testing.B) {
 	for r := range rounds {
 		for j := range sides {
 			s := sides[(r+j)%2]
+			// Let the engine finish the previous removals (unmounts, ...)
+			// before the timed phase.
+			time.Sleep(settle)
+			c0 := sampleCPU()
 			add, err := all(n, s.add)
+			cpu := sampleCPU().sub(c0)
 			if err != nil {
 				b.Fatalf("round %d: %s add: %v", r+1, s.name, err)
 			}
@@ -422,6 +435,7 @@ func BenchmarkConcurrent(b *testing.B) {
 				b.Fatalf("round %d: %s remove: %v", r+1, s.name, err)
 			}
 			s.adds, s.rems = append(s.adds, add), append(s.rems, rem)
+			s.self, s.machine = append(s.self, cpu.self), append(s.machine, cpu.machine)
 		}
 	}
 	b.StopTimer()
@@ -435,7 +449,8 @@ func BenchmarkConcurrent(b *testing.B) {
 
 	var rep report
 	rep.f("## Concurrency: %d adds at once\n\n", n)
-	rep.f("%d rounds after one warm-up; the order alternates. **lib**: %d `AddService` calls at once, one per decky of one scope (topology `%s`, %d running bases), dockercompose defaults (wait until running). ", rounds, n, topology, n)
+	rep.f("%d rounds after one warm-up; the order alternates; each timed phase starts %s ms after the previous removals returned.", rounds, ms(settle))
+	rep.f(" **lib**: %d `AddService` calls at once, one per decky of one scope (topology `%s`, %d running bases), dockercompose defaults (wait until running). ", n, topology, n)
 	rep.f("**raw**: %d concurrent `ContainerCreate` + `ContainerStart`, each with the Config/HostConfig of the library's container on the same decky (same base namespace), under another name. ", n)
 	rep.f("Wall time from the release of all goroutines to the last return. Removal (`RemoveService` vs `ContainerStop` + `ContainerRemove`, also %d at once) is shown for information; it has no target. ", n)
 	rep.f("Deploying the %d bases (`Manager.Deploy`) took %s ms.\n\n", n, ms(deployTook))
@@ -445,8 +460,18 @@ func BenchmarkConcurrent(b *testing.B) {
 			ms(s.adds.median()), ms(s.adds.min()), ms(s.adds.max()),
 			ms(s.rems.median()), ms(s.rems.min()), ms(s.rems.max()))
 	}
-	rep.f("\nms.\n\n| figure | value | target | |\n|---|---:|---:|---|\n")
-	rep.f("| %d adds: lib wall / raw wall (ratio of medians) | %.3f | ≤ %.1f | %s |\n", n, ratio, targetConcurrency, verdict(ratio <= targetConcurrency))
+	rep.f("\nms. CPU used during the adds (median): ")
+	for i, s := range sides {
+		if i > 0 {
+			rep.f("; ")
+		}
+		rep.f("%s: this process %s ms, whole machine %s ms of %s ms available (%d cores × wall)", s.name,
+			ms(s.self.median()), ms(s.machine.median()), ms(time.Duration(runtime.NumCPU())*s.adds.median()), runtime.NumCPU())
+	}
+	rep.f(".\n\n| figure | value | target | |\n|---|---:|---:|---|\n")
+	rep.mark()
+	rep.f("| %d adds at once: lib wall / raw wall (ratio of medians) | %.3f | ≤ %.1f | %s |\n", n, ratio, targetConcurrency, verdict(ratio <= targetConcurrency))
+	rep.summary()
 	rep.f("\nMedian of per-round ratios, for comparison: %.3f. Per round (ms, lib add / raw add): ", paired)
 	for r := range rounds {
 		if r > 0 {

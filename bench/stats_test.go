@@ -76,7 +76,15 @@ func verdict(ok bool) string {
 // report collects one benchmark's Markdown section.
 type report struct {
 	strings.Builder
+	from int    // start of the rows being marked
+	rows string // the marked rows: the section's figures against their targets
 }
+
+// mark starts the rows that summary keeps.
+func (r *report) mark() { r.from = r.Len() }
+
+// summary keeps the rows written since mark for the summary table.
+func (r *report) summary() { r.rows += r.String()[r.from:] }
 
 func (r *report) f(format string, args ...any) { fmt.Fprintf(r, format, args...) }
 
@@ -91,6 +99,11 @@ func (r *report) write(b *testing.B, name string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, name+".md"), []byte(r.String()), 0o644); err != nil {
 		b.Error(err)
+	}
+	if r.rows != "" {
+		if err := os.WriteFile(filepath.Join(dir, name+".summary.md"), []byte(r.rows), 0o644); err != nil {
+			b.Error(err)
+		}
 	}
 }
 

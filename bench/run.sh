@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Runs servicelive's real-engine benchmark and writes BENCHMARKS.md at the
+# repository root.
+#
+#   bench/run.sh
+#
+# Needs a Docker Engine (DOCKER_HOST or the local socket), the docker CLI
+# (for the engine's version only), a Go toolchain and the Go module proxy.
+# It builds the compose v2 CLI (github.com/docker/compose/v2 v2.40.3, what
+# the seed runs) from the module proxy into a temporary directory, which is
+# removed at the end: the binary is never committed. SERVICELIVE_BENCH_COMPOSE
+# set to an existing docker-compose v2 binary skips that build.
+#
+# Knobs (environment): SERVICELIVE_BENCH_ROUNDS (paired rounds, default 40),
+# SERVICELIVE_BENCH_CONC_ROUNDS (default 10), SERVICELIVE_BENCH_CONC_N
+# (default 50), SERVICELIVE_BENCH_PROFILE_N (library add/remove pairs under
+# the CPU profiler, default 40), BENCHMARKS_OUT (default BENCHMARKS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+out=${BENCHMARKS_OUT:-$root/BENCHMARKS.md}
+compose_version=v2.40.3
+compose_module=github.com/docker/compose/v2
+
+tmp=$(mktemp -d -t slbench-XXXXXX)
+# sweep removes whatever the benchmark left behind (it cleans up after
+# itself, this is the backstop for a kill -9): every container and network
+# of a compose project named slbench-*.
+sweep() {
+	local ids
+	ids=$(docker ps -aq --filter label=com.docker.compose.project --format '{{.ID}} {{.Label "com.docker.compose.project"}}' 2>/dev/null | awk '$2 ~ /^slbench-/ {print $1}')
+	[ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
+	ids=$(docker network ls -q --filter label=com.docker.compose.project --format '{{.ID}} {{.Label "com.docker.compose.project"}}' 2>/dev/null | awk '$2 ~ /^slbench-/ {print $1}')
+	[ -z "$ids" ] || docker network rm $ids >/dev/null 2>&1 || true
+}
+cleanup() {
+	sweep
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() { printf '== %s\n' "$*" >&2; }
+
+docker version --format '{{.Server.Version}}' >/dev/null || { echo "docker engine unreachable" >&2; exit 1; }
+
+# The compose v2 CLI. `go install module/cmd@version` is tried first, as the
+# issue asks; v2.40.3's go.mod has exclude directives, which go install
+# refuses for a module outside the main module, so the fallback builds the
+# same module version, downloaded from the proxy, in its own module (its own
+# go.mod and go.sum: compose-go v2.9 and the rest of its pinned graph).
+compose_build_note=""
+compose=${SERVICELIVE_BENCH_COMPOSE:-}
+if [ -z "$compose" ]; then
+	step "building the compose v2 CLI $compose_version from the Go module proxy"
+	mkdir -p "$tmp/bin"
+	if (cd "$tmp" && GOBIN="$tmp/bin" GOFLAGS=-mod=mod go install "$compose_module/cmd@$compose_version") 2>"$tmp/install.err"; then
+		compose=$tmp/bin/cmd
+		compose_build_note="\`GOBIN=<tmp> go install $compose_module/cmd@$compose_version\`"
+	else
+		reason=$(grep -v '^go: downloading' "$tmp/install.err" | tr '\n' ' ' | sed 's/[[:space:]]\+/ /g')
+		echo "go install failed: $reason" >&2
+		src=$(cd "$tmp" && go mod download -json "$compose_module@$compose_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+		[ -n "$src" ] || { echo "cannot download $compose_module@$compose_version" >&2; exit 1; }
+		cp -r "$src" "$tmp/src"
+		chmod -R u+w "$tmp/src"
+		(cd "$tmp/src" && GOFLAGS=-mod=mod go build -trimpath \
+			-ldflags "-s -w -X $compose_module/internal.Version=$compose_version" \
+			-o "$tmp/bin/docker-compose" ./cmd)
+		compose=$tmp/bin/docker-compose
+		compose_build_note="\`go install $compose_module/cmd@$compose_version\` fails (\`${reason% }\`), so the script downloads that module version from the proxy (\`go mod download\`) and runs \`go build ./cmd\` inside it, with its own go.mod/go.sum"
+	fi
+else
+	compose_build_note="given by SERVICELIVE_BENCH_COMPOSE"
+fi
+compose_ver=$("$compose" version --short 2>/dev/null || "$compose" version)
+
+step "building the benchmark"
+go test -c -o "$tmp/bench.test" ./bench
+
+# Other work on the machine (or on the engine) skews the figures: wait up to
+# SERVICELIVE_BENCH_QUIET_WAIT seconds (default 300) for the 1-minute load
+# average to drop below 1, and report the load around the run.
+load() { cut -d' ' -f1 /proc/loadavg; }
+quiet_wait=${SERVICELIVE_BENCH_QUIET_WAIT:-300}
+waited=0
+while awk -v l="$(load)" 'BEGIN {exit !(l >= 1.0)}' && [ "$waited" -lt "$quiet_wait" ]; do
+	[ "$waited" -eq 0 ] && step "waiting for the machine to be quiet (load $(load))"
+	sleep 10
+	waited=$((waited + 10))
+done
+load_before=$(load)
+others_before=$(docker ps -q | wc -l)
+mkdir -p "$tmp/report"
+export SERVICELIVE_BENCH_ENGINE=1 SERVICELIVE_BENCH_COMPOSE="$compose" SERVICELIVE_BENCH_REPORT_DIR="$tmp/report"
+
+step "running the benchmark (paired rounds, concurrency, API calls)"
+t0=$(date +%s)
+(cd bench && "$tmp/bench.test" -test.run '^$' -test.bench '^(BenchmarkPaired|BenchmarkConcurrent|BenchmarkAPICalls)$' \
+	-test.benchtime 1x -test.timeout 40m) | tee "$tmp/bench.log" >&2
+step "profiling the library path"
+(cd bench && "$tmp/bench.test" -test.run '^$' -test.bench '^BenchmarkLibraryAddRemove$' \
+	-test.benchtime "${SERVICELIVE_BENCH_PROFILE_N:-40}x" -test.timeout 10m \
+	-test.cpuprofile "$tmp/lib.cpu") | tee "$tmp/profile.log" >&2
+took=$(($(date +%s) - t0))
+load_after=$(load)
+pprof_top=$(go tool pprof -top -nodecount=25 "$tmp/bench.test" "$tmp/lib.cpu" 2>/dev/null | sed -n '/^Duration/,$p')
+pprof_cum=$(go tool pprof -top -cum -nodecount=25 -focus 'servicelive\.\(\*Manager\)' "$tmp/bench.test" "$tmp/lib.cpu" 2>/dev/null | sed -n '/^Showing nodes/,$p')
+lib_pair=$(awk '/^BenchmarkLibraryAddRemove/ {print $3/1e6; exit}' "$tmp/profile.log")
+
+step "writing $out"
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+{
+	cat <<EOF
+# Benchmarks
+
+Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); the whole run took ${took} s.
+Everything below comes from one run on one engine: the paired rounds, the
+concurrency rounds and the API call timelines (Go benchmarks in
+\`bench/bench_test.go\`, which plain \`go test ./...\` does not run).
+
+## Machine
+
+| | |
+|---|---|
+| CPU | $cpu_model, $(nproc) cores |
+| memory | $mem |
+| kernel | $(uname -sr) |
+| Docker Engine | $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})'), storage driver $(docker info --format '{{.Driver}}'), containerd $(docker version --format '{{range .Server.Components}}{{if eq .Name "containerd"}}{{.Version}}{{end}}{{end}}') |
+| Go | $(go version | cut -d' ' -f3-) |
+| compose v2 CLI | $compose_ver ($compose_build_note) |
+| load | 1-minute load average $load_before before the run, $load_after after it; $others_before other containers running at the start |
+
+## Targets
+
+| figure | value | target | |
+|---|---:|---:|---|
+$(cat "$tmp/report/paired.summary.md" "$tmp/report/concurrent.summary.md")
+
+(a) = lib, (b) = cli, (c) = raw below. A ratio or difference "of paired
+rounds" is computed per round (the paths of one round ran back to back) and
+its median taken over the rounds.
+
+$(cat "$tmp/report/paired.md")
+$(cat "$tmp/report/concurrent.md")
+$(cat "$tmp/report/calls.md")
+## CPU profile of the library path
+
+\`BenchmarkLibraryAddRemove\`: ${SERVICELIVE_BENCH_PROFILE_N:-40} AddService + RemoveService
+pairs through \`dockercompose.New()\` defaults under \`-cpuprofile\`, ${lib_pair} ms per
+pair. The profile covers the whole benchmark process (the setup too): the
+library's own CPU per mutation is the small part of the sampled time; the
+rest of each mutation's wall time is spent waiting for the engine (see the
+timelines above).
+
+<details><summary>pprof -top</summary>
+
+\`\`\`
+$pprof_top
+\`\`\`
+
+</details>
+
+<details><summary>pprof -top -cum, focused on Manager methods</summary>
+
+\`\`\`
+$pprof_cum
+\`\`\`
+
+</details>
+
+EOF
+	if [ -f bench/NOTES.md ]; then
+		cat bench/NOTES.md
+		echo
+	fi
+	cat <<EOF
+## Reproduce
+
+\`\`\`
+bench/run.sh
+\`\`\`
+
+The raw benchmark output is printed on stderr. Every container and network
+the benchmark creates belongs to a compose project named \`slbench-<random>\`
+and is removed at the end, also on failure or interrupt.
+EOF
+} >"$out.tmp"
+mv "$out.tmp" "$out"
+step "done: $out"
