@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
 	sl "github.com/decnet/servicelive"
@@ -612,6 +613,34 @@ func TestComposeFiles(t *testing.T) {
 		if strings.Contains(en.Name(), ".tmp") {
 			t.Fatalf("temp file left: %s", en.Name())
 		}
+	}
+}
+
+// TestComposeFileIsLiteral loads a written file with compose-go, as Docker
+// Compose would: values holding "$" reach the service verbatim, never
+// interpolated from the environment.
+func TestComposeFileIsLiteral(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, sl.WithProjectDir(dir))
+	ctx := context.Background()
+	banner := "${HOME} $HOME $$x $(id) ${SECRET:?boom}"
+	if _, err := e.m.AddService(ctx, sl.FleetDecky("web2"), "ssh", sl.WithConfig(sl.Config{"banner": banner})); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", "/should/not/appear")
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "decnet", "compose.yaml")}, cli.WithOsEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Services["web2-ssh"].Environment["BANNER"]; got == nil || *got != banner {
+		t.Fatalf("BANNER = %v, want %q verbatim", got, banner)
+	}
+	if got := p.ServiceNames(); !slices.Equal(got, []string{"web1", "web1-http", "web2", "web2-ssh"}) {
+		t.Fatalf("services = %v", got)
 	}
 }
 

@@ -1,8 +1,11 @@
 package servicelive
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,6 +83,22 @@ func (w *fileWriter) writeDecky(ctx context.Context, topology string, p *types.P
 	names := make([]string, 0, len(deckies)+1)
 	for _, x := range deckies {
 		names = append(names, x.Name)
+		// compose.yaml must never include a file that does not exist: write
+		// the missing ones (once per scope and process, on a first mutation
+		// before any Deploy).
+		if x.Name == d.Name {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, deckyDirName, x.Name+".yaml")); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		xp, err := w.m.deckyProject(topology, x, renderTolerant, "")
+		if err != nil {
+			return err
+		}
+		if err := writeDeckyYAML(dir, xp, x.Name); err != nil {
+			return err
+		}
 	}
 	if !slices.Contains(names, d.Name) {
 		names = append(names, d.Name)
@@ -180,6 +199,11 @@ func writeDeckyYAML(dir string, p *types.Project, decky string) error {
 	if err != nil {
 		return fmt.Errorf("servicelive: render compose file of %s: %w", decky, err)
 	}
+	// Docker Compose interpolates every "$" of a file it loads; the values
+	// rendered here are literal (a config value "${HOME}" or "$(id)" must
+	// reach the container as is), so every "$" is escaped as "$$". Names are
+	// validated and hold no "$", so this touches values only.
+	data = bytes.ReplaceAll(data, []byte("$"), []byte("$$"))
 	ddir := filepath.Join(dir, deckyDirName)
 	if err := os.MkdirAll(ddir, 0o755); err != nil {
 		return err

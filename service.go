@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/compose-spec/compose-go/v2/types"
 )
@@ -100,8 +101,11 @@ func coerce(f Field, raw any) (v any, reason string) {
 	switch f.Type {
 	case FieldString, FieldPassword, FieldText:
 		s, ok := scalarString(raw)
-		if !ok {
+		switch {
+		case !ok:
 			return nil, fmt.Sprintf("want a scalar, got %T", raw)
+		case !utf8.ValidString(s):
+			return nil, "not valid UTF-8"
 		}
 		return s, ""
 	case FieldInt:

@@ -318,8 +318,8 @@ func (m *Manager) lockAll(ctx context.Context, ref Ref, key string) (func(), err
 // the few deckies whose names are prefixes of key are looked at.
 func (m *Manager) checkKey(ctx context.Context, ref Ref, service, key string) error {
 	for _, name := range keyCandidates(key) {
-		if name == ref.Decky {
-			continue
+		if name == ref.Decky || !ValidDeckyName(name) {
+			continue // itself, or a name no decky can have
 		}
 		d, err := m.store.Get(ctx, Ref{Topology: ref.Topology, Decky: name})
 		switch {
