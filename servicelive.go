@@ -20,6 +20,10 @@ const DefaultFleetProject = "decnet"
 // the caller's context is already cancelled.
 const rollbackTimeout = 30 * time.Second
 
+// publishTimeout bounds Bus.Publish, which runs after the change is
+// committed, whatever the caller's context.
+const publishTimeout = 5 * time.Second
+
 // fleetProjectRE: a compose project name without "_", which is reserved for
 // the topology projects derived from it.
 var fleetProjectRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -259,7 +263,8 @@ func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([
 		return fail(ErrConflict, nil, errNotOn.Error())
 	}
 	key := ServiceKey(ref.Decky, service)
-	// Identity alone: removal works whatever the registry or a hook does.
+	// Identity alone: the container is found and removed whatever the
+	// registry or the service's hook does now.
 	project, err := m.deckyProject(ref.Topology, before, renderIdentity, service)
 	if err != nil {
 		return fail(nil, err, "")
@@ -348,7 +353,11 @@ func (m *Manager) publish(ctx context.Context, e Event) {
 		}
 	}()
 	e.Services = slices.Clone(e.Services)
-	if err := m.bus.Publish(context.WithoutCancel(ctx), e); err != nil {
+	// The change is committed: the event goes out even if the caller gave
+	// up meanwhile, but a Bus that hangs cannot hold the call for long.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	if err := m.bus.Publish(pctx, e); err != nil {
 		m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: publish failed", slog.String("topic", e.Topic()), slog.Any("error", err))
 	}
 }
