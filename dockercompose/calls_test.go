@@ -115,7 +115,33 @@ func TestMeasure(t *testing.T) {
 	}
 	api, image := engine(t)
 	ctx := t.Context()
-	c := newComposer(t)
+	// The engine's time for create and start within an Up, to tell the
+	// Composer's own cost from the engine's (noisy) one.
+	var mu sync.Mutex
+	began := map[*http.Request]time.Time{}
+	var engineTime time.Duration
+	timedAPI, err := client.New(client.FromEnv,
+		client.WithHTTPRequestHook(func(r *http.Request) error {
+			if r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/create") || strings.HasSuffix(r.URL.Path, "/start")) {
+				mu.Lock()
+				began[r] = time.Now()
+				mu.Unlock()
+			}
+			return nil
+		}),
+		client.WithHTTPResponseHook(func(r *http.Response) {
+			mu.Lock()
+			defer mu.Unlock()
+			for req, t0 := range began {
+				if req.URL.Path == r.Request.URL.Path && req.Method == r.Request.Method {
+					engineTime += time.Since(t0)
+					delete(began, req)
+				}
+			}
+		}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = timedAPI.Close() })
+	c := newComposer(t, dockercompose.WithAPIClient(timedAPI))
 	noWait := newComposer(t, dockercompose.WithWait(false))
 	name := uniqueProject(t, api)
 	const rounds = 15
@@ -157,9 +183,16 @@ func TestMeasure(t *testing.T) {
 	}
 	timed := func(fn func()) time.Duration { t0 := time.Now(); fn(); return time.Since(t0) }
 
-	var up, upNoWait, down, rawUp, rawDown []time.Duration
+	var up, upNoWait, down, rawUp, rawDown, own []time.Duration
 	for r := range rounds {
-		up = append(up, timed(func() { require.NoError(t, c.Up(ctx, p, key)) }))
+		mu.Lock()
+		engineTime = 0
+		mu.Unlock()
+		d := timed(func() { require.NoError(t, c.Up(ctx, p, key)) })
+		up = append(up, d)
+		mu.Lock()
+		own = append(own, d-engineTime)
+		mu.Unlock()
 		down = append(down, timed(func() { require.NoError(t, c.Down(ctx, p, key)) }))
 		upNoWait = append(upNoWait, timed(func() { require.NoError(t, noWait.Up(ctx, p, key)) }))
 		require.NoError(t, c.Down(ctx, p, key))
@@ -201,6 +234,7 @@ func TestMeasure(t *testing.T) {
 	t.Logf("Down %v (min %v max %v) raw stop+remove %v (min %v max %v): ratio %.3f",
 		median(down), slices.Min(down), slices.Max(down), median(rawDown), slices.Min(rawDown), slices.Max(rawDown), ratio(down, rawDown))
 	t.Logf("Up without wait %v: the wait costs %v", median(upNoWait), median(up)-median(upNoWait))
+	t.Logf("Up minus the engine's create and start: %v (min %v max %v)", median(own), slices.Min(own), slices.Max(own))
 	t.Logf("%d concurrent Ups %v (min %v max %v), raw %v (min %v max %v): ratio %.3f", conc,
 		median(concUp), slices.Min(concUp), slices.Max(concUp), median(concRaw), slices.Min(concRaw), slices.Max(concRaw), ratio(concUp, concRaw))
 }

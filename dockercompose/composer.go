@@ -226,6 +226,12 @@ func (c *Composer) createErr(p *types.Project, svc types.ServiceConfig, name str
 	return fmt.Errorf("create %s from image %s: %w", name, api.GetImageNameOrDefault(svc, p.Name), err)
 }
 
+// gone reports an error removing a container that is gone or going: not
+// found, or its removal already in progress.
+func gone(err error) bool {
+	return errdefs.IsNotFound(err) || (errdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress"))
+}
+
 // isImageError reports an error about a missing image, which a retry
 // cannot fix.
 func isImageError(err error) bool {
@@ -405,7 +411,7 @@ func (c *Composer) discard(ctx context.Context, ref, name string, st *container.
 		}
 	}
 	e.Logs = c.tailLogs(cctx, ref, logTail)
-	if _, err := c.apiClient.ContainerRemove(cctx, ref, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+	if _, err := c.apiClient.ContainerRemove(cctx, ref, client.ContainerRemoveOptions{Force: true}); err != nil && !gone(err) {
 		e.RemoveErr = err
 	}
 	if ctx.Err() != nil && cause == nil {
@@ -466,7 +472,7 @@ func (c *Composer) Down(ctx context.Context, project *types.Project, service str
 		}
 		c.events.emit(a, resource, StatusDone, api.StatusStopped, "")
 		c.events.emit(a, resource, StatusWorking, api.StatusRemoving, "")
-		if _, err := c.apiClient.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		if _, err := c.apiClient.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !gone(err) {
 			return fmt.Errorf("remove %s: %w", names[id], err)
 		}
 		c.events.emit(a, resource, StatusDone, api.StatusRemoved, "")
@@ -518,7 +524,7 @@ func (c *Composer) RemoveProject(ctx context.Context, project *types.Project) er
 	err = forEach(ctx, ids, func(ctx context.Context, id string) error {
 		resource := "Container " + names[id]
 		c.events.emit(a, resource, StatusWorking, api.StatusRemoving, "")
-		if _, err := c.apiClient.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		if _, err := c.apiClient.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !gone(err) {
 			return fmt.Errorf("remove container %s: %w", names[id], err)
 		}
 		c.events.emit(a, resource, StatusDone, api.StatusRemoved, "")
