@@ -164,10 +164,7 @@ func (c *Composer) Up(ctx context.Context, project *types.Project, service strin
 	defer unlock()
 
 	t0 := time.Now()
-	scope := &upScope{project: p.Name, services: visible, volumes: len(p.Volumes) > 0}
-	err = c.create(withUpScope(ctx, scope), p, svc, name)
-	scope.wait()
-	if err != nil {
+	if err := c.create(ctx, p, svc, name, visible); err != nil {
 		return wrap(err)
 	}
 	t1 := time.Now()
@@ -183,7 +180,8 @@ func (c *Composer) Up(ctx context.Context, project *types.Project, service strin
 // create converges the service's container with the SDK's Create: the
 // container is created (or recreated when it diverged) but not started,
 // since the SDK serialises every start of the process behind one mutex.
-func (c *Composer) create(ctx context.Context, p *types.Project, svc types.ServiceConfig, name string) error {
+// The SDK sees only the containers of visible services (see upScope).
+func (c *Composer) create(ctx context.Context, p *types.Project, svc types.ServiceConfig, name string, visible []string) error {
 	opts := api.CreateOptions{
 		Services:             []string{svc.Name},
 		Recreate:             api.RecreateDiverged,
@@ -197,7 +195,13 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 	if svc.Build != nil {
 		opts.Build = &api.BuildOptions{Services: []string{svc.Name}, Quiet: true}
 	}
-	err := c.compose.Create(ctx, p, opts)
+	run := func() error {
+		scope := &upScope{project: p.Name, services: visible, volumes: len(p.Volumes) > 0}
+		err := c.compose.Create(withUpScope(ctx, scope), p, opts)
+		scope.wait()
+		return err
+	}
+	err := run()
 	if err == nil || ctx.Err() != nil {
 		return c.createErr(p, svc, name, err)
 	}
@@ -215,7 +219,7 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 	}
 	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: retrying create",
 		slog.String("project", p.Name), slog.String("service", svc.Name), slog.Any("error", err))
-	return c.createErr(p, svc, name, c.compose.Create(ctx, p, opts))
+	return c.createErr(p, svc, name, run())
 }
 
 // createErr names the container and its image in a create error.
