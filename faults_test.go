@@ -489,6 +489,7 @@ func (c *faultCell) defaults() {
 	}
 }
 
+//lint:ignore ST1008 the panic comes last: it is what the call did not return
 func (c *faultCell) run(ctx context.Context, m *sl.Manager) (got []string, err error, panicked any) {
 	defer func() { panicked = recover() }()
 	if c.op == "add" {

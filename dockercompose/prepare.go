@@ -145,9 +145,7 @@ func referencedServices(svc types.ServiceConfig) []string {
 			refs = append(refs, name)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(svc.DependsOn)) {
-		refs = append(refs, name)
-	}
+	refs = append(refs, slices.Sorted(maps.Keys(svc.DependsOn))...)
 	for _, l := range svc.Links {
 		name, _, _ := strings.Cut(l, ":")
 		refs = append(refs, name)

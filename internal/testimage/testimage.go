@@ -192,14 +192,14 @@ func binaryLocked(ctx context.Context, platform string) ([]byte, error) {
 	return b, nil
 }
 
-// goBinary returns the go command of the running toolchain when it can be
-// found (GOROOT/bin/go), else "go" from PATH.
+// goBinary returns the go command: from PATH, else from $GOROOT/bin (which
+// `go run` and `go test` set for the programs they start).
 func goBinary() string {
-	if root := runtime.GOROOT(); root != "" { //nolint:staticcheck // best effort only
-		p := filepath.Join(root, "bin", "go")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	if root := os.Getenv("GOROOT"); root != "" {
+		return filepath.Join(root, "bin", "go")
 	}
 	return "go"
 }
