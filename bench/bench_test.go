@@ -103,6 +103,9 @@ func BenchmarkPaired(b *testing.B) {
 		return nil
 	}
 	var spec rawSpec // filled in by the warm-up from the library's container
+	// The floor uses the library's own Engine API client (same transport,
+	// same connection pool).
+	rawClient := tcWait.c.Client()
 	libPath := func(name string, m *sl.Manager, tc *timedComposer) *path {
 		return &path{
 			name:   name,
@@ -121,8 +124,8 @@ func BenchmarkPaired(b *testing.B) {
 		},
 		{
 			name:   "raw",
-			add:    func() error { return rawAdd(ctx, e.api, spec) },
-			remove: func() error { return rawRemove(ctx, e.api, spec) },
+			add:    func() error { return rawAdd(ctx, rawClient, spec) },
+			remove: func() error { return rawRemove(ctx, rawClient, spec) },
 		},
 	}
 	addrOf := func(p *path) string {
@@ -184,7 +187,7 @@ func BenchmarkPaired(b *testing.B) {
 	rep.f("- **lib**: `Manager.AddService` / `RemoveService` (MemoryStore, compose files written to a project dir), `dockercompose.New()` defaults: Up waits until the container runs.\n")
 	rep.f("- **lib-nw**: the same with `dockercompose.WithWait(false)`.\n")
 	rep.f("- **cli**: the seed's way, the compose v2 CLI (v2.40.3, standalone binary) as a subprocess on the compose file the library wrote: `-p P -f F up -d --no-deps S`; remove = `stop S` + `rm -f S`.\n")
-	rep.f("- **raw**: the floor, `ContainerCreate` + `ContainerStart`; `ContainerStop` + `ContainerRemove`, with the Config and HostConfig of the container the library created (inspected once), under another name.\n\n")
+	rep.f("- **raw**: the floor, `ContainerCreate` + `ContainerStart`; `ContainerStop` + `ContainerRemove`, with the Config and HostConfig of the container the library created (inspected once), under another name, through the library's own API client (`Composer.Client()`).\n\n")
 	rep.f("Between an add and its remove (untimed) the benchmark reads the banner from the container's port, which checks each path really runs the service.\n\n")
 	rep.f("| path | add median | add min | add max | remove median | remove min | remove max |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range paths {
@@ -401,8 +404,10 @@ func BenchmarkConcurrent(b *testing.B) {
 	if _, err := all(n, libRemove); err != nil {
 		b.Fatal(err)
 	}
-	rawAddI := func(i int) error { return rawAdd(ctx, e.api, specs[i]) }
-	rawRemoveI := func(i int) error { return rawRemove(ctx, e.api, specs[i]) }
+	// The floor uses the library's own Engine API client (same transport,
+	// same connection pool).
+	rawAddI := func(i int) error { return rawAdd(ctx, c.Client(), specs[i]) }
+	rawRemoveI := func(i int) error { return rawRemove(ctx, c.Client(), specs[i]) }
 
 	type side struct {
 		name          string
@@ -451,7 +456,7 @@ func BenchmarkConcurrent(b *testing.B) {
 	rep.f("## Concurrency: %d adds at once\n\n", n)
 	rep.f("%d rounds after one warm-up; the order alternates; each timed phase starts %s ms after the previous removals returned.", rounds, ms(settle))
 	rep.f(" **lib**: %d `AddService` calls at once, one per decky of one scope (topology `%s`, %d running bases), dockercompose defaults (wait until running). ", n, topology, n)
-	rep.f("**raw**: %d concurrent `ContainerCreate` + `ContainerStart`, each with the Config/HostConfig of the library's container on the same decky (same base namespace), under another name. ", n)
+	rep.f("**raw**: %d concurrent `ContainerCreate` + `ContainerStart`, each with the Config/HostConfig of the library's container on the same decky (same base namespace), under another name, through the library's own API client. ", n)
 	rep.f("Wall time from the release of all goroutines to the last return. Removal (`RemoveService` vs `ContainerStop` + `ContainerRemove`, also %d at once) is shown for information; it has no target. ", n)
 	rep.f("Deploying the %d bases (`Manager.Deploy`) took %s ms.\n\n", n, ms(deployTook))
 	rep.f("| path | add wall median | min | max | remove wall median | min | max |\n|---|---:|---:|---:|---:|---:|---:|\n")

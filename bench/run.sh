@@ -78,35 +78,45 @@ compose_ver=$("$compose" version --short 2>/dev/null || "$compose" version)
 step "building the benchmark"
 go test -c -o "$tmp/bench.test" ./bench
 
-# Other work on the machine (or on the engine) skews the figures: wait up to
-# SERVICELIVE_BENCH_QUIET_WAIT seconds (default 300) for the 1-minute load
-# average to drop below 1, and report the load around the run.
+# Other work on the machine (or on the engine) skews the figures: before
+# each benchmark, wait up to SERVICELIVE_BENCH_QUIET_WAIT seconds (default
+# 900) for the 1-minute load average to drop below 1; the load before and
+# after each benchmark goes into the report.
 load() { cut -d' ' -f1 /proc/loadavg; }
-quiet_wait=${SERVICELIVE_BENCH_QUIET_WAIT:-300}
-waited=0
-while awk -v l="$(load)" 'BEGIN {exit !(l >= 1.0)}' && [ "$waited" -lt "$quiet_wait" ]; do
-	[ "$waited" -eq 0 ] && step "waiting for the machine to be quiet (load $(load))"
-	sleep 10
-	waited=$((waited + 10))
-done
-load_before=$(load)
-others_before=$(docker ps -q | wc -l)
+quiet() {
+	local waited=0 max=${SERVICELIVE_BENCH_QUIET_WAIT:-900}
+	while awk -v l="$(load)" 'BEGIN {exit !(l >= 1.0)}' && [ "$waited" -lt "$max" ]; do
+		[ "$waited" -eq 0 ] && step "waiting for the machine to be quiet (load $(load))"
+		sleep 10
+		waited=$((waited + 10))
+	done
+}
+loads=""
+# bench NAME ARGS...: runs benchmark NAME of the test binary after quiet.
+bench() {
+	local name=$1 before others
+	shift
+	quiet
+	before=$(load)
+	others=$(docker ps -q | wc -l)
+	step "running $name (load $before, $others containers running)"
+	(cd bench && "$tmp/bench.test" -test.run '^$' -test.bench "^$name\$" "$@") | tee -a "$tmp/bench.log" >&2
+	loads="$loads| $name | $before | $(load) | $others |
+"
+}
 mkdir -p "$tmp/report"
 export SERVICELIVE_BENCH_ENGINE=1 SERVICELIVE_BENCH_COMPOSE="$compose" SERVICELIVE_BENCH_REPORT_DIR="$tmp/report"
 
-step "running the benchmark (paired rounds, concurrency, API calls)"
 t0=$(date +%s)
-(cd bench && "$tmp/bench.test" -test.run '^$' -test.bench '^(BenchmarkPaired|BenchmarkConcurrent|BenchmarkAPICalls)$' \
-	-test.benchtime 1x -test.timeout 40m) | tee "$tmp/bench.log" >&2
-step "profiling the library path"
-(cd bench && "$tmp/bench.test" -test.run '^$' -test.bench '^BenchmarkLibraryAddRemove$' \
-	-test.benchtime "${SERVICELIVE_BENCH_PROFILE_N:-40}x" -test.timeout 10m \
-	-test.cpuprofile "$tmp/lib.cpu") | tee "$tmp/profile.log" >&2
+bench BenchmarkPaired -test.benchtime 1x -test.timeout 30m
+bench BenchmarkConcurrent -test.benchtime 1x -test.timeout 30m
+bench BenchmarkAPICalls -test.benchtime 1x -test.timeout 10m
+bench BenchmarkLibraryAddRemove -test.benchtime "${SERVICELIVE_BENCH_PROFILE_N:-40}x" -test.timeout 10m \
+	-test.cpuprofile "$tmp/lib.cpu"
 took=$(($(date +%s) - t0))
-load_after=$(load)
 pprof_top=$(go tool pprof -top -nodecount=25 "$tmp/bench.test" "$tmp/lib.cpu" 2>/dev/null | sed -n '/^Duration/,$p')
 pprof_cum=$(go tool pprof -top -cum -nodecount=25 -focus 'servicelive\.\(\*Manager\)' "$tmp/bench.test" "$tmp/lib.cpu" 2>/dev/null | sed -n '/^Showing nodes/,$p')
-lib_pair=$(awk '/^BenchmarkLibraryAddRemove/ {print $3/1e6; exit}' "$tmp/profile.log")
+lib_pair=$(awk '/^BenchmarkLibraryAddRemove/ {print $3/1e6; exit}' "$tmp/bench.log")
 
 step "writing $out"
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -115,7 +125,7 @@ mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
 	cat <<EOF
 # Benchmarks
 
-Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); the whole run took ${took} s.
+Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); the benchmarks took ${took} s (waits for a quiet machine included).
 Everything below comes from one run on one engine: the paired rounds, the
 concurrency rounds and the API call timelines (Go benchmarks in
 \`bench/bench_test.go\`, which plain \`go test ./...\` does not run).
@@ -130,8 +140,13 @@ concurrency rounds and the API call timelines (Go benchmarks in
 | Docker Engine | $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})'), storage driver $(docker info --format '{{.Driver}}'), containerd $(docker version --format '{{range .Server.Components}}{{if eq .Name "containerd"}}{{.Version}}{{end}}{{end}}') |
 | Go | $(go version | cut -d' ' -f3-) |
 | compose v2 CLI | $compose_ver ($compose_build_note) |
-| load | 1-minute load average $load_before before the run, $load_after after it; $others_before other containers running at the start |
 
+Other work on the machine skews the figures; the benchmark waits for a
+1-minute load average below 1 (at most ${SERVICELIVE_BENCH_QUIET_WAIT:-900} s) before each part:
+
+| part | load before | load after | containers running before |
+|---|---:|---:|---:|
+$loads
 ## Targets
 
 | figure | value | target | |
