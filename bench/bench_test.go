@@ -485,6 +485,47 @@ func BenchmarkConcurrent(b *testing.B) {
 		rep.f("%s / %s", ms(lib.adds[r]), ms(raw.adds[r]))
 	}
 	rep.f(".\n\n")
+
+	// One more round of each through the recording proxy: which Engine API
+	// calls the concurrent adds make, and how long the engine took for them.
+	px := newProxy(b)
+	cp := e.composer(b, dockercompose.WithHost(px.host()))
+	mp := e.manager(b, cp)
+	proxied := []struct {
+		name string
+		add  func(int) error
+		rem  func(int) error
+	}{
+		{"lib", func(i int) error { _, err := mp.AddService(ctx, refs[i], serviceName); return err },
+			func(i int) error { _, err := mp.RemoveService(ctx, refs[i], serviceName); return err }},
+		{"raw", func(i int) error { return rawAdd(ctx, cp.Client(), specs[i]) },
+			func(i int) error { return rawRemove(ctx, cp.Client(), specs[i]) }},
+	}
+	rep.f("Engine API calls of the %d concurrent adds, one more round of each through the recording proxy (not timed above; a call's time is up to its response headers):\n\n", n)
+	rep.f("| path | wall ms | call | count | median ms | max ms | sum ms |\n|---|---:|---|---:|---:|---:|---:|\n")
+	for _, p := range proxied {
+		time.Sleep(settle)
+		px.reset()
+		wall, err := all(n, p.add)
+		if err != nil {
+			b.Fatalf("proxied %s add: %v", p.name, err)
+		}
+		calls := px.take()
+		if err := allBanners(ctx, addrs); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := all(n, p.rem); err != nil {
+			b.Fatalf("proxied %s remove: %v", p.name, err)
+		}
+		for i, st := range endpointStats(calls) {
+			w := ""
+			if i == 0 {
+				w = ms(wall)
+			}
+			rep.f("| %s | %s | `%s` | %d | %s | %s | %s |\n", p.name, w, st.what, len(st.durs), ms(st.durs.median()), ms(st.durs.max()), ms(st.sum()))
+		}
+	}
+	rep.f("\n")
 	rep.write(b, "concurrent")
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -32,6 +33,7 @@ const (
 	envRounds     = "SERVICELIVE_BENCH_ROUNDS"      // paired rounds (default 20)
 	envConcRounds = "SERVICELIVE_BENCH_CONC_ROUNDS" // concurrency rounds (default 5)
 	envConcN      = "SERVICELIVE_BENCH_CONC_N"      // concurrent adds per round (default 50)
+	envDebug      = "SERVICELIVE_BENCH_DEBUG"       // "1": the Composers log at debug level to stderr
 )
 
 const (
@@ -100,8 +102,13 @@ func setup(b *testing.B, deckies map[string][]sl.Decky) *env {
 }
 
 // composer returns a dockercompose.Composer closed at the end.
+// With SERVICELIVE_BENCH_DEBUG=1 it logs its debug records (durations of
+// each create, start and down) to stderr.
 func (e *env) composer(b *testing.B, opts ...dockercompose.Option) *dockercompose.Composer {
 	b.Helper()
+	if os.Getenv(envDebug) == "1" {
+		opts = append(opts, dockercompose.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	}
 	c, err := dockercompose.New(opts...)
 	if err != nil {
 		b.Fatal(err)

@@ -160,3 +160,33 @@ func timeline(calls []apiCall, wall time.Duration) string {
 }
 
 func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// endpointCalls is every call to one endpoint.
+type endpointCalls struct {
+	what string
+	durs series
+}
+
+func (e endpointCalls) sum() time.Duration {
+	var s time.Duration
+	for _, d := range e.durs {
+		s += d
+	}
+	return s
+}
+
+// endpointStats groups calls by endpoint, in order of first call.
+func endpointStats(calls []apiCall) []endpointCalls {
+	var out []endpointCalls
+	idx := map[string]int{}
+	for _, c := range calls {
+		i, ok := idx[c.what]
+		if !ok {
+			i = len(out)
+			idx[c.what] = i
+			out = append(out, endpointCalls{what: c.what})
+		}
+		out[i].durs = append(out[i].durs, c.dur)
+	}
+	return out
+}
