@@ -410,10 +410,11 @@ func BenchmarkConcurrent(b *testing.B) {
 	rawRemoveI := func(i int) error { return rawRemove(ctx, c.Client(), specs[i]) }
 
 	type side struct {
-		name          string
-		add, remove   func(int) error
-		adds, rems    series
-		self, machine series // CPU used during the adds: this process, the whole machine
+		name         string
+		add, remove  func(int) error
+		adds, rems   series
+		self, engine series // CPU used during the adds: this process, dockerd+containerd
+		machine      series // and the whole machine
 	}
 	sides := []*side{
 		{name: "lib", add: libAdd, remove: libRemove},
@@ -440,7 +441,7 @@ func BenchmarkConcurrent(b *testing.B) {
 				b.Fatalf("round %d: %s remove: %v", r+1, s.name, err)
 			}
 			s.adds, s.rems = append(s.adds, add), append(s.rems, rem)
-			s.self, s.machine = append(s.self, cpu.self), append(s.machine, cpu.machine)
+			s.self, s.engine, s.machine = append(s.self, cpu.self), append(s.engine, cpu.engine), append(s.machine, cpu.machine)
 		}
 	}
 	b.StopTimer()
@@ -470,8 +471,8 @@ func BenchmarkConcurrent(b *testing.B) {
 		if i > 0 {
 			rep.f("; ")
 		}
-		rep.f("%s: this process %s ms, whole machine %s ms of %s ms available (%d cores × wall)", s.name,
-			ms(s.self.median()), ms(s.machine.median()), ms(time.Duration(runtime.NumCPU())*s.adds.median()), runtime.NumCPU())
+		rep.f("%s: this process %s ms, dockerd + containerd %s ms, whole machine %s ms of %s ms available (%d cores × wall)", s.name,
+			ms(s.self.median()), ms(s.engine.median()), ms(s.machine.median()), ms(time.Duration(runtime.NumCPU())*s.adds.median()), runtime.NumCPU())
 	}
 	rep.f(".\n\n| figure | value | target | |\n|---|---:|---:|---|\n")
 	rep.mark()
