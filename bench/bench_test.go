@@ -38,6 +38,8 @@ type path struct {
 	// Composer time inside the library's AddService/RemoveService (library paths only).
 	ups, downs series
 	tc         *timedComposer
+	// CPU used during the recorded adds and removes, summed.
+	addCPU, remCPU cpuSample
 }
 
 // BenchmarkPaired measures one add and one remove of the same service
@@ -199,6 +201,13 @@ func BenchmarkPaired(b *testing.B) {
 	rep.f("lib %s / %s, lib-nw %s / %s; the rest of AddService/RemoveService (store, rendering, compose file writes) %s / %s.\n\n",
 		ms(lib.ups.median()), ms(lib.downs.median()), ms(libNW.ups.median()), ms(libNW.downs.median()),
 		ms(pairedDiff(lib.adds, lib.ups)), ms(pairedDiff(lib.rems, lib.downs)))
+	rep.f("CPU per operation (mean over the rounds; /proc accounting in 10 ms ticks, so only the mean means something):\n\n")
+	rep.f("| path | add: this process | add: dockerd + containerd | add: whole machine | remove: this process | remove: dockerd + containerd | remove: whole machine |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, p := range paths {
+		a, r := p.addCPU.div(rounds), p.remCPU.div(rounds)
+		rep.f("| %s | %s | %s | %s | %s | %s | %s |\n", p.name, ms(a.self), ms(a.engine), ms(a.machine), ms(r.self), ms(r.engine), ms(r.machine))
+	}
+	rep.f("\nms; \"this process\" is the benchmark's own process: for cli the subprocesses' CPU is in \"whole machine\" only.\n\n")
 	rep.f("| figure | value | target | |\n|---|---:|---:|---|\n")
 	rep.mark()
 	rep.f("| add: lib / raw (median of per-round ratios) | %.3f | ≤ %.2f | %s |\n", addRatio, targetRatio, verdict(addRatio <= targetRatio))
@@ -237,20 +246,26 @@ func BenchmarkPaired(b *testing.B) {
 // service must really run, and a stop must not race the program's signal
 // handler setup.
 func runOnce(ctx context.Context, p *path, addr string, record bool) error {
+	c0 := sampleCPU()
 	t0 := time.Now()
 	if err := p.add(); err != nil {
 		return fmt.Errorf("%s add: %w", p.name, err)
 	}
 	add := time.Since(t0)
+	c1 := sampleCPU()
 	if err := waitBanner(ctx, addr); err != nil {
 		return fmt.Errorf("%s: %w", p.name, err)
 	}
+	c2 := sampleCPU()
 	t1 := time.Now()
 	if err := p.remove(); err != nil {
 		return fmt.Errorf("%s remove: %w", p.name, err)
 	}
 	rem := time.Since(t1)
+	c3 := sampleCPU()
 	if record {
+		p.addCPU = p.addCPU.add(c1.sub(c0))
+		p.remCPU = p.remCPU.add(c3.sub(c2))
 		p.adds = append(p.adds, add)
 		p.rems = append(p.rems, rem)
 		if p.tc != nil {

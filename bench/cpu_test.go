@@ -85,3 +85,12 @@ func sampleCPU() cpuSample {
 func (s cpuSample) sub(t cpuSample) cpuSample {
 	return cpuSample{self: s.self - t.self, engine: s.engine - t.engine, machine: s.machine - t.machine}
 }
+
+func (s cpuSample) add(t cpuSample) cpuSample {
+	return cpuSample{self: s.self + t.self, engine: s.engine + t.engine, machine: s.machine + t.machine}
+}
+
+func (s cpuSample) div(n int) cpuSample {
+	d := time.Duration(n)
+	return cpuSample{self: s.self / d, engine: s.engine / d, machine: s.machine / d}
+}
