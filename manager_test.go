@@ -599,7 +599,7 @@ func TestComposeFiles(t *testing.T) {
 		}
 	}
 	web2 := readFile(t, filepath.Join(dir, "decnet", "deckies", "web2.yaml"))
-	if !strings.Contains(web2, "web2-ssh:") || !strings.Contains(web2, "network_mode: service:web2") {
+	if !strings.Contains(web2, `"web2-ssh": {`) || !strings.Contains(web2, `"network_mode": "service:web2"`) {
 		t.Fatalf("web2.yaml:\n%s", web2)
 	}
 	if _, err := e.m.RemoveService(ctx, sl.FleetDecky("web2"), "ssh"); err != nil {

@@ -3,6 +3,7 @@ package servicelive
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -182,6 +183,12 @@ func (s *scopeFiles) writeTop(dir, project string, deckies []string) error {
 	return nil
 }
 
+// deckyFile is the content of one decky's compose file.
+type deckyFile struct {
+	Services types.Services `json:"services"`
+	Networks types.Networks `json:"networks,omitempty"`
+}
+
 // writeDeckyYAML writes the services of p that belong to decky, and the
 // networks they join, to the decky's file.
 func writeDeckyYAML(dir string, p *types.Project, decky string) error {
@@ -195,7 +202,12 @@ func writeDeckyYAML(dir string, p *types.Project, decky string) error {
 			part.Networks[net] = p.Networks[net]
 		}
 	}
-	data, err := part.MarshalYAML()
+	// JSON, which is YAML: go.yaml.in/yaml (through compose-go's
+	// MarshalYAML) writes some multi-line strings as block scalars that do
+	// not read back the same (a value starting with a line break and an
+	// indented line), so a config value could alter or break the file.
+	// encoding/json quotes every string.
+	body, err := json.MarshalIndent(deckyFile{Services: part.Services, Networks: part.Networks}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("servicelive: render compose file of %s: %w", decky, err)
 	}
@@ -203,7 +215,9 @@ func writeDeckyYAML(dir string, p *types.Project, decky string) error {
 	// rendered here are literal (a config value "${HOME}" or "$(id)" must
 	// reach the container as is), so every "$" is escaped as "$$". Names are
 	// validated and hold no "$", so this touches values only.
-	data = bytes.ReplaceAll(data, []byte("$"), []byte("$$"))
+	body = bytes.ReplaceAll(body, []byte("$"), []byte("$$"))
+	data := append([]byte("# Written by servicelive from its store; do not edit. (JSON is YAML.)\n"), body...)
+	data = append(data, '\n')
 	ddir := filepath.Join(dir, deckyDirName)
 	if err := os.MkdirAll(ddir, 0o755); err != nil {
 		return err

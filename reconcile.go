@@ -136,15 +136,20 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 	defer unlock()
 
 	// Re-read under the lock: a mutation may have run since the listing.
-	d, err := m.store.Get(ctx, ref)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		d = Decky{Name: decky} // left the store: everything found is stray
-	case err != nil:
-		return nil, &Error{Op: "reconcile", Ref: ref, Err: err}
+	// A container whose decky label is no decky name (missing, or set by
+	// hand) belongs to no decky: it is a stray.
+	var d Decky
+	if ValidDeckyName(decky) {
+		d, err = m.store.Get(ctx, ref)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			d = Decky{} // left the store: everything found is stray
+		case err != nil:
+			return nil, &Error{Op: "reconcile", Ref: ref, Err: err}
+		}
 	}
 	var p *types.Project
-	if d.Image != "" {
+	if d.Name != "" {
 		if p, err = m.deckyProject(topology, d, renderTolerant, ""); err != nil {
 			return nil, err
 		}
@@ -167,6 +172,11 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 			continue
 		}
 		r := ContainerReport{Service: key, Decky: decky, Found: describe(byKey[key]), Action: ActionRemoved}
+		if key == "" {
+			r.Err = &Error{Op: "reconcile", Ref: ref, Msg: "container " + byKey[key][0].Name + " of the project has no compose service label: remove it by hand"}
+			out = append(out, r)
+			continue
+		}
 		stray := m.newProject(topology, 1)
 		svc := types.ServiceConfig{Name: key}
 		svc.CustomLabels = types.Labels{composeProjectLabel: stray.Name, composeServiceLabel: key, composeOneoffLabel: "False"}

@@ -187,3 +187,29 @@ func TestReconcileConcurrentWithMutations(t *testing.T) {
 		t.Fatalf("running %v, store %v", got, want)
 	}
 }
+
+// TestReconcileStrayWithoutDecky removes containers of the project whose
+// decky label names no decky (missing, or set by hand).
+func TestReconcileStrayWithoutDecky(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.m.Reconcile(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.composer.Inject("decnet", "other", "")
+	e.composer.Inject("decnet", "weird", "../etc")
+	e.composer.Inject("decnet", "upper", "Web1")
+	rep, err := e.m.Reconcile(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := actions(rep)
+	for _, k := range []string{"other", "weird", "upper"} {
+		if got[k] != sl.ActionRemoved {
+			t.Fatalf("%s: %v (report %+v)", k, got[k], rep)
+		}
+	}
+	if got, want := e.composer.RunningIn("decnet"), []string{"web1", "web1-http", "web2"}; !slices.Equal(got, want) {
+		t.Fatalf("running %v, want %v", got, want)
+	}
+}

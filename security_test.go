@@ -639,15 +639,16 @@ func FuzzAddService(f *testing.F) {
 	for _, v := range []string{"${HOME}", "x\nservices:\n evil:", "decnet.web2"} {
 		seeds = append(seeds, seed{"", "web2", "ssh", "banner", v}, seed{"", "web2", "rogue", "name", v}, seed{"", "web2", "web", v, v})
 	}
+	// Values YAML block scalars once mangled (compose files are now JSON).
+	for _, v := range []string{"\n 00", "\n\t00", "\n  x\n y", "\n  x\nprivileged: true"} {
+		seeds = append(seeds, seed{"", "web2", "web", "motd", v})
+	}
 	for _, s := range seeds {
 		f.Add(s.topology, s.decky, s.service, s.key, s.value)
 	}
 	template := secTemplate(f)
 	f.Fuzz(func(t *testing.T, topology, decky, service, cfgKey, cfgVal string) {
 		t.Parallel() // seed corpus only: fuzzing runs one input at a time
-		if secSkip("yaml-block") && secYAMLBlockBug(cfgVal) {
-			t.Skip("known bug: a value starting with a line break then a blank makes a compose file that does not load or alters it")
-		}
 		e := newSecEnv(t, template)
 		ctx := context.Background()
 		snap, filesBefore := e.snapshot(t), e.files(t)
@@ -795,23 +796,6 @@ func FuzzRemoveService(f *testing.F) {
 			e.load(t, topology)
 		}
 	})
-}
-
-// secSkip reports whether SERVICELIVE_FUZZ_SKIP (a comma-separated list)
-// names a known, reported bug, so that a long fuzzing run can go on past it.
-// By default nothing is skipped.
-func secSkip(bug string) bool {
-	return slices.Contains(strings.Split(os.Getenv("SERVICELIVE_FUZZ_SKIP"), ","), bug)
-}
-
-// secYAMLBlockBug reports whether a config value hits the "yaml-block" bug:
-// a string whose first non-empty line follows a line break and starts with
-// a blank is written to the compose file as a literal block scalar without
-// an indentation indicator, so the blank is lost ("\n 00" loads as "\n00")
-// or the file does not load at all ("\n\t00", "\n  x\n y").
-func secYAMLBlockBug(v string) bool {
-	rest := strings.TrimLeft(v, "\n")
-	return rest != v && rest != "" && (rest[0] == ' ' || rest[0] == '\t')
 }
 
 // secOnlyDecky asserts that the projects of calls hold decky's base and
