@@ -127,7 +127,7 @@ func drift(ctx context.Context, api client.APIClient, project string, deckies []
 		case !ok:
 			problems = append(problems, fmt.Sprintf("%s: base missing", d.Name))
 		case base.State != "running":
-			problems = append(problems, fmt.Sprintf("%s: base %s", d.Name, base.State))
+			problems = append(problems, fmt.Sprintf("%s: base %s%s", d.Name, base.State, exitInfo(ctx, api, base.ID)))
 		}
 		for _, s := range d.Services {
 			key := sl.ServiceKey(d.Name, s)
@@ -138,7 +138,7 @@ func drift(ctx context.Context, api client.APIClient, project string, deckies []
 				problems = append(problems, key+": missing")
 				continue
 			case c.State != "running":
-				problems = append(problems, fmt.Sprintf("%s: %s", key, c.State))
+				problems = append(problems, fmt.Sprintf("%s: %s%s", key, c.State, exitInfo(ctx, api, c.ID)))
 			}
 			if base.ID == "" || c.NetworkMode != "container:"+base.ID {
 				problems = append(problems, fmt.Sprintf("%s: network mode %q, base %.12s", key, c.NetworkMode, base.ID))
@@ -155,6 +155,17 @@ func drift(ctx context.Context, api client.APIClient, project string, deckies []
 	}
 	slices.Sort(problems)
 	return single, problems, nil
+}
+
+// exitInfo describes how a container that does not run ended, for drift
+// reports: " (exit code 0 at <time>)".
+func exitInfo(ctx context.Context, api client.APIClient, id string) string {
+	in, err := api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil || in.Container.State == nil {
+		return ""
+	}
+	st := in.Container.State
+	return fmt.Sprintf(" (exit code %d at %s, started %s)", st.ExitCode, st.FinishedAt, st.StartedAt)
 }
 
 // assertConverged fails the test unless the engine runs exactly what the
