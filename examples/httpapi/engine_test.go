@@ -133,8 +133,12 @@ func TestEngine(t *testing.T) {
 	for _, ep := range base.Container.NetworkSettings.Networks {
 		ip = ep.IPAddress.String()
 	}
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "2222"), 5*time.Second)
-	require.NoError(t, err)
+	// Running is not listening yet: the service may still be binding its port.
+	var conn net.Conn
+	require.Eventually(t, func() bool {
+		conn, err = net.DialTimeout("tcp", net.JoinHostPort(ip, "2222"), time.Second)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "dial the service through the base's IP")
 	require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	require.NoError(t, conn.Close())

@@ -24,7 +24,7 @@ import (
 // documented "failure {"error": "..."}". Until the server answers them
 // itself, FuzzHandler checks that they are only those answers and change
 // nothing; set this to true then.
-const muxAnswersJSON = false
+const muxAnswersJSON = true
 
 // fuzzRoutes are the documented routes, by pattern.
 var fuzzRoutes = []string{

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 
 	"github.com/decnet/servicelive"
@@ -70,7 +71,37 @@ func newHandler(m *servicelive.Manager, token string, log *slog.Logger) http.Han
 	mux.HandleFunc("DELETE /api/v1/deckies/{decky}/services/{service}", s.remove)
 	mux.HandleFunc("POST /api/v1/topologies/{id}/deckies/{decky}/services", s.add)
 	mux.HandleFunc("DELETE /api/v1/topologies/{id}/deckies/{decky}/services/{service}", s.remove)
-	return s.authorize(mux)
+	return s.authorize(jsonMux(mux))
+}
+
+// jsonMux answers in JSON what mux would answer in plain text: a path it
+// would redirect to its clean form, no route (404), a route of another
+// method (405, with Allow).
+func jsonMux(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.EscapedPath(); p == "" || p[0] != '/' || path.Clean(p) != p {
+			writeError(w, http.StatusNotFound, "not found")
+			return
+		}
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		var allowed []string
+		for _, method := range []string{http.MethodPost, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = method
+			if _, pattern := mux.Handler(probe); pattern != "" {
+				allowed = append(allowed, method)
+			}
+		}
+		if len(allowed) == 0 {
+			writeError(w, http.StatusNotFound, "not found")
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
 }
 
 // authorize lets through only requests bearing the token. The comparison is
