@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 
@@ -141,14 +142,24 @@ func (w *fileWriter) writeScope(ctx context.Context, p *types.Project, deckies [
 		return err
 	}
 	// Drop the files of deckies that are no longer in the scope.
+	// and the temporary files of writers that died mid-write.
 	entries, err := os.ReadDir(filepath.Join(dir, deckyDirName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // an empty scope
+	}
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".yaml")
-		if ok && !slices.Contains(names, name) && ValidDeckyName(name) {
-			if err := os.Remove(filepath.Join(dir, deckyDirName, e.Name())); err != nil {
+		var stale bool
+		if name, ok := strings.CutSuffix(e.Name(), ".yaml"); ok {
+			stale = !slices.Contains(names, name) && ValidDeckyName(name)
+		} else if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".yaml.tmp-") {
+			info, err := e.Info()
+			stale = err == nil && time.Since(info.ModTime()) > time.Minute
+		}
+		if stale {
+			if err := os.Remove(filepath.Join(dir, deckyDirName, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}

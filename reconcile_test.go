@@ -213,3 +213,21 @@ func TestReconcileStrayWithoutDecky(t *testing.T) {
 		t.Fatalf("running %v, want %v", got, want)
 	}
 }
+
+func TestDeployEmptyScope(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, sl.WithProjectDir(dir))
+	ctx := context.Background()
+	if err := e.mem.Put(ctx, "empty", sl.Decky{Name: "x", Image: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mem.Delete(ctx, sl.TopologyDecky("empty", "x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Deploy(ctx, "empty"); err != nil {
+		t.Fatalf("deploy of an empty scope: %v", err)
+	}
+	if _, err := e.m.Reconcile(ctx, "empty"); err != nil {
+		t.Fatalf("reconcile of an empty scope: %v", err)
+	}
+}
