@@ -201,25 +201,37 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 		scope.wait()
 		return err
 	}
-	err := run()
-	if err == nil || ctx.Err() != nil {
-		return c.createErr(p, svc, name, err)
-	}
-	switch {
-	case errdefs.IsConflict(err):
-		// A container holds the service's name but the SDK, which finds
-		// containers by label, does not own it: a stale leftover.
-		if rmErr := c.removeStale(ctx, p.Name, svc.Name, name); rmErr != nil {
-			return c.createErr(p, svc, name, errors.Join(err, rmErr))
+	// A conflict or a vanished container is retried, with a bounded backoff:
+	// a stale leftover is removed first, and a container another client
+	// (say, a process killed mid-Up) is still creating settles meanwhile.
+	deadline := time.Now().Add(createRetryWindow)
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		err := run()
+		if err == nil || ctx.Err() != nil {
+			return c.createErr(p, svc, name, err)
 		}
-	case errdefs.IsNotFound(err) && !isImageError(err):
-		// A container the SDK listed vanished before it used it.
-	default:
-		return c.createErr(p, svc, name, err)
+		switch {
+		case errdefs.IsConflict(err):
+			// A container holds the service's name but the SDK, which finds
+			// containers by label, does not own it: a stale leftover, or one
+			// still being created.
+			if rmErr := c.removeStale(ctx, p.Name, svc.Name, name); rmErr != nil {
+				return c.createErr(p, svc, name, errors.Join(err, rmErr))
+			}
+		case errdefs.IsNotFound(err) && !isImageError(err):
+			// A container the SDK listed vanished before it used it.
+		default:
+			return c.createErr(p, svc, name, err)
+		}
+		if time.Now().After(deadline) {
+			return c.createErr(p, svc, name, err)
+		}
+		c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: retrying create",
+			slog.String("project", p.Name), slog.String("service", svc.Name), slog.Any("error", err))
+		if err := sleep(ctx, delay); err != nil {
+			return c.createErr(p, svc, name, err)
+		}
 	}
-	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: retrying create",
-		slog.String("project", p.Name), slog.String("service", svc.Name), slog.Any("error", err))
-	return c.createErr(p, svc, name, run())
 }
 
 // createErr names the container and its image in a create error.

@@ -19,6 +19,9 @@ const (
 	// cleanupTimeout bounds the removal of a failed container, which runs
 	// even when the caller's context is done.
 	cleanupTimeout = 30 * time.Second
+	// createRetryWindow bounds the retries of a create that conflicts with
+	// a container of the same name (a leftover, or one still being made).
+	createRetryWindow = 5 * time.Second
 	// logTail is how many log lines a ContainerError keeps.
 	logTail = 20
 	// parallelism bounds concurrent Engine API calls of one Down or
