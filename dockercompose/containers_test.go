@@ -136,6 +136,14 @@ func TestContainersStates(t *testing.T) {
 	for _, ctr := range list(other) {
 		assert.False(t, ctr.Diverged)
 	}
+	// A running base disconnected from its network out of band diverges
+	// (compose would recreate it).
+	otherBase := serviceContainers(t, api, otherName, "web1")[0].ID
+	_, err = api.NetworkDisconnect(ctx, otherName+"_default", client.NetworkDisconnectOptions{Container: otherBase, Force: true})
+	require.NoError(t, err)
+	for key, ctr := range list(other) {
+		assert.Equal(t, key == "web1", ctr.Diverged, "%s diverged after the base lost its network", key)
+	}
 	// A stray is never diverged, even when the project lists no service of
 	// its decky.
 	delete(p.Services, keys["running"])

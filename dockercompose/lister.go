@@ -23,7 +23,8 @@ var _ servicelive.ContainerLister = (*Composer)(nil)
 // service project lists is Diverged when Up would recreate it: its
 // configuration hash differs from the one the Compose SDK computes for the
 // service now (a changed configuration, or a namespace owner recreated
-// since), or its image reference now names another image (or none). It
+// since), or its image reference now names another image (or none), or it
+// runs disconnected from one of the service's networks. It
 // costs one listing plus one image inspection per image.
 func (c *Composer) Containers(ctx context.Context, project *types.Project) ([]servicelive.Container, error) {
 	if c.closed.Load() {
@@ -88,8 +89,9 @@ type divergence struct {
 
 // expectation is what a service's container should carry.
 type expectation struct {
-	hash  string // config hash; "" when it cannot be computed
-	image string // image reference
+	hash     string   // config hash; "" when it cannot be computed
+	image    string   // image reference
+	networks []string // engine names of the networks it must be connected to
 }
 
 func (d *divergence) expect(service string) expectation {
@@ -99,6 +101,11 @@ func (d *divergence) expect(service string) expectation {
 	var e expectation
 	if p, svc, _, err := prepare(d.project, service); err == nil {
 		e.image = api.GetImageNameOrDefault(svc, p.Name)
+		if svc.NetworkMode == "" {
+			for key := range svc.Networks {
+				e.networks = append(e.networks, p.Networks[key].Name)
+			}
+		}
 		resolveReferences(&svc, d.byService)
 		if h, err := compose.ServiceHash(svc); err == nil {
 			e.hash = h
@@ -112,6 +119,16 @@ func (d *divergence) diverged(ctx context.Context, ctr container.Summary) (bool,
 	e := d.expect(ctr.Labels[api.ServiceLabel])
 	if e.hash == "" || ctr.Labels[api.ConfigHashLabel] != e.hash {
 		return true, nil
+	}
+	// A running container disconnected from one of its networks (out of
+	// band) is recreated by compose: report it. A stopped container lists
+	// no networks here; starting it reconnects them.
+	if ctr.State == container.StateRunning && ctr.NetworkSettings != nil {
+		for _, n := range e.networks {
+			if _, ok := ctr.NetworkSettings.Networks[n]; !ok {
+				return true, nil
+			}
+		}
 	}
 	id, ok := d.images[e.image]
 	if !ok {
