@@ -3,6 +3,7 @@ package servicelive
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Every error returned by this package for a refused call
@@ -54,7 +55,8 @@ func (e *Error) Error() string {
 		s += ": " + e.Msg
 	}
 	if e.Err != nil {
-		s += ": " + e.Err.Error()
+		// A cause from this module already says "servicelive: ": once is enough.
+		s += ": " + strings.TrimPrefix(e.Err.Error(), "servicelive: ")
 	} else if e.Msg == "" && e.Kind != nil {
 		s += ": " + e.Kind.Error()
 	}

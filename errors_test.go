@@ -68,7 +68,7 @@ func TestErrorMessage(t *testing.T) {
 			"servicelive: remove ssh from fleet/web1: compose down: container exited with code 1"},
 		{"kind and err: the cause is shown, not the kind",
 			&servicelive.Error{Op: "add", Ref: servicelive.FleetDecky("web1"), Service: "ssh", Kind: servicelive.ErrInvalidService, Err: &servicelive.ConfigError{Service: "ssh", Key: "port", Reason: "bad"}},
-			"servicelive: add ssh to fleet/web1: servicelive: service ssh: config port: bad"},
+			"servicelive: add ssh to fleet/web1: service ssh: config port: bad"},
 		{"op only",
 			&servicelive.Error{Op: "deploy"},
 			"servicelive: deploy"},
