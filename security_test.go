@@ -551,17 +551,17 @@ func (e *secEnv) checkFiles(t testing.TB, own string, before, after map[string]s
 
 // expectAdd is the oracle of AddService over the snapshot: the sentinel the
 // call must match (nil: success) and, on success, the config stored.
-func (e *secEnv) expectAdd(snap map[string][]sl.Decky, ref sl.Ref, service string, cfg sl.Config) (error, sl.Config) {
+func (e *secEnv) expectAdd(snap map[string][]sl.Decky, ref sl.Ref, service string, cfg sl.Config) (sl.Config, error) {
 	if (ref.Topology != "" && !sl.ValidTopologyID(ref.Topology)) || !sl.ValidDeckyName(ref.Decky) || !sl.ValidServiceName(service) {
-		return sl.ErrInvalidService, nil
+		return nil, sl.ErrInvalidService
 	}
 	svc, ok := e.reg.Lookup(service)
 	if !ok || svc.FleetSingleton {
-		return sl.ErrInvalidService, nil
+		return nil, sl.ErrInvalidService
 	}
 	valid, err := svc.Validate(cfg)
 	if err != nil {
-		return sl.ErrInvalidService, nil
+		return nil, sl.ErrInvalidService
 	}
 	scope := snap[ref.Topology]
 	key := sl.ServiceKey(ref.Decky, service)
@@ -571,17 +571,17 @@ func (e *secEnv) expectAdd(snap map[string][]sl.Decky, ref sl.Ref, service strin
 		}
 		rest, prefixed := strings.CutPrefix(key, d.Name+"-")
 		if d.Name == key || prefixed && d.HasService(rest) {
-			return sl.ErrConflict, nil
+			return nil, sl.ErrConflict
 		}
 	}
 	i := slices.IndexFunc(scope, func(d sl.Decky) bool { return d.Name == ref.Decky })
 	if i < 0 {
-		return sl.ErrNotFound, nil
+		return nil, sl.ErrNotFound
 	}
 	if scope[i].HasService(service) {
-		return sl.ErrConflict, nil
+		return nil, sl.ErrConflict
 	}
-	return nil, valid
+	return valid, nil
 }
 
 // loadable reports whether the scope's compose file can load: every service
@@ -655,7 +655,7 @@ func FuzzAddService(f *testing.F) {
 		ref := sl.Ref{Topology: topology, Decky: decky}
 		cfg := sl.Config{cfgKey: cfgVal}
 
-		wantErr, wantCfg := e.expectAdd(snap, ref, service, cfg)
+		wantCfg, wantErr := e.expectAdd(snap, ref, service, cfg)
 		got, err := e.m.AddService(ctx, ref, service, sl.WithConfig(cfg))
 		secCheckKind(t, err, wantErr)
 		e.checkTree(t)
