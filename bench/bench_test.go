@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/client"
 
 	sl "github.com/decnet/servicelive"
 	"github.com/decnet/servicelive/dockercompose"
@@ -45,7 +48,7 @@ type path struct {
 // BenchmarkPaired measures one add and one remove of the same service
 // container (test image, banner mode, in a running base's network
 // namespace) by four paths, back to back in rotating order, for
-// $SERVICELIVE_BENCH_ROUNDS rounds (default 40) after one warm-up round:
+// $SERVICELIVE_BENCH_ROUNDS rounds (default 100) after one warm-up round:
 //
 //	lib      Manager.AddService / RemoveService, dockercompose defaults (wait until running)
 //	lib-nw   the same with dockercompose.WithWait(false)
@@ -59,7 +62,7 @@ func BenchmarkPaired(b *testing.B) {
 	if composeBin == "" {
 		b.Fatalf("%s is not set: the path of a docker-compose v2 binary (bench/run.sh builds one)", envCompose)
 	}
-	rounds := envInt(b, envRounds, 40)
+	rounds := envInt(b, envRounds, 100)
 	ctx := e.ctx
 
 	tcWait := &timedComposer{c: e.composer(b)}
@@ -607,7 +610,8 @@ func BenchmarkLibraryAddRemove(b *testing.B) {
 
 // BenchmarkAPICalls counts the Engine API calls of one add and one remove
 // by each path, through a recording proxy on the engine's socket, and
-// writes their timelines (the last of three runs per path). b.N is ignored.
+// writes their timelines (the last of eleven runs per path) and each path's
+// wall time beyond the floor's two calls. b.N is ignored.
 func BenchmarkAPICalls(b *testing.B) {
 	composeBin := os.Getenv(envCompose)
 	e := setup(b, map[string][]sl.Decky{"": {{Name: "a"}, {Name: "b"}}})
@@ -683,17 +687,23 @@ func BenchmarkAPICalls(b *testing.B) {
 	type result struct {
 		addCalls, remCalls []apiCall
 		addWall, remWall   time.Duration
+		// Wall time beyond the floor's own calls (create + start, stop +
+		// remove) in each run.
+		addBeyond, remBeyond series
 	}
+	const runs = 11
 	results := make([]result, len(ops))
-	for i, o := range ops {
-		for range 3 {
+	for range runs {
+		for i, o := range ops {
+			r := &results[i]
 			px.reset()
 			t0 := time.Now()
 			if err := o.add(); err != nil {
 				b.Fatalf("%s add: %v", o.name, err)
 			}
-			results[i].addWall = time.Since(t0)
-			results[i].addCalls = px.take()
+			r.addWall = time.Since(t0)
+			r.addCalls = px.take()
+			r.addBeyond = append(r.addBeyond, r.addWall-sumOf(r.addCalls, "POST /containers/create", "POST /containers/{id}/start"))
 			if err := waitBanner(ctx, o.addr); err != nil {
 				b.Fatal(err)
 			}
@@ -702,22 +712,24 @@ func BenchmarkAPICalls(b *testing.B) {
 			if err := o.remove(); err != nil {
 				b.Fatalf("%s remove: %v", o.name, err)
 			}
-			results[i].remWall = time.Since(t0)
-			results[i].remCalls = px.take()
+			r.remWall = time.Since(t0)
+			r.remCalls = px.take()
+			r.remBeyond = append(r.remBeyond, r.remWall-sumOf(r.remCalls, "POST /containers/{id}/stop", "DELETE /containers/{id}"))
 		}
 	}
 
 	var rep report
 	rep.f("## Engine API calls per mutation\n\n")
-	rep.f("Every path once more, through a recording proxy on the engine's socket (which adds its own latency: these are not the timed figures). ")
-	rep.f("Third of three runs per path; a call's time is up to its response headers. \"engine\" is the sum of the call durations, \"outside\" the wall time not spent waiting for the engine (client CPU, process start, file writes; calls made in parallel would make it negative).\n\n")
-	rep.f("| path | add calls | add engine ms | add wall ms | add outside ms | remove calls | remove engine ms | remove wall ms | remove outside ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	rep.f("Every path %d more times, the paths interleaved, through a recording proxy on the engine's socket (which adds its own latency, about the same per call: these are not the timed figures). ", runs)
+	rep.f("A call's time is up to its response headers. Calls, engine time (the sum of the call durations) and wall time are from the last run; \"outside\" is that run's wall time not spent waiting for the engine (client CPU, process start, file writes; calls made in parallel can make it negative). ")
+	rep.f("\"Beyond the floor's calls\" is the median over the %d runs of the wall time minus the durations of the floor's own two calls (create + start, stop + remove): what a path costs on top of the work it shares with the floor, and the least noisy measure of the library's overhead here.\n\n", runs)
+	rep.f("| path | add calls | add engine ms | add wall ms | add outside ms | add beyond the floor's calls, median ms | remove calls | remove engine ms | remove wall ms | remove outside ms | remove beyond the floor's calls, median ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i, o := range ops {
 		r := results[i]
 		ae, re := sumDur(r.addCalls), sumDur(r.remCalls)
-		rep.f("| %s | %d | %s | %s | %s | %d | %s | %s | %s |\n", o.name,
-			len(r.addCalls), ms(ae), ms(r.addWall), ms(r.addWall-ae),
-			len(r.remCalls), ms(re), ms(r.remWall), ms(r.remWall-re))
+		rep.f("| %s | %d | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n", o.name,
+			len(r.addCalls), ms(ae), ms(r.addWall), ms(r.addWall-ae), ms(r.addBeyond.median()),
+			len(r.remCalls), ms(re), ms(r.remWall), ms(r.remWall-re), ms(r.remBeyond.median()))
 	}
 	rep.f("\n")
 	for i, o := range ops {
@@ -728,10 +740,150 @@ func BenchmarkAPICalls(b *testing.B) {
 	rep.write(b, "calls")
 }
 
+// sumOf sums the durations of the calls to the given endpoints.
+func sumOf(calls []apiCall, endpoints ...string) time.Duration {
+	var s time.Duration
+	for _, c := range calls {
+		if slices.Contains(endpoints, c.what) {
+			s += c.dur
+		}
+	}
+	return s
+}
+
 func sumDur(calls []apiCall) time.Duration {
 	var s time.Duration
 	for _, c := range calls {
 		s += c.dur
 	}
 	return s
+}
+
+// BenchmarkLargeScope measures the library's add and remove against the
+// floor when the decky's compose project holds many other containers
+// ($SERVICELIVE_BENCH_SCOPE_N, default 500: created, not started, labelled
+// with the project like the containers of other deckies): what a mutation
+// costs in a large fleet. $SERVICELIVE_BENCH_SCOPE_ROUNDS paired rounds
+// (default 20). b.N is ignored.
+func BenchmarkLargeScope(b *testing.B) {
+	e := setup(b, map[string][]sl.Decky{"": {{Name: "a"}}})
+	filler := envInt(b, envScopeN, 500)
+	rounds := envInt(b, envScopeRounds, 20)
+	ctx := e.ctx
+	c := e.composer(b)
+	m := e.manager(b, c)
+	if err := m.Deploy(ctx, ""); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = m.Teardown(context.Background(), "") })
+	refA := sl.FleetDecky("a")
+	nameA := containerName(e.project, "a", serviceName)
+	addr, err := bannerAddr(ctx, e, e.project+".a")
+	if err != nil {
+		b.Fatal(err)
+	}
+	libPath := &path{
+		name:   "lib",
+		add:    func() error { _, err := m.AddService(ctx, refA, serviceName); return err },
+		remove: func() error { _, err := m.RemoveService(ctx, refA, serviceName); return err },
+	}
+	// Warm-up, and the floor's config.
+	if err := libPath.add(); err != nil {
+		b.Fatal(err)
+	}
+	spec, err := e.rawSpecOf(ctx, nameA, nameA+"-raw")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = rawRemove(context.Background(), e.api, spec) })
+	if err := waitBanner(ctx, addr); err != nil {
+		b.Fatal(err)
+	}
+	if err := libPath.remove(); err != nil {
+		b.Fatal(err)
+	}
+	rawPath := &path{
+		name:   "raw",
+		add:    func() error { return rawAdd(ctx, c.Client(), spec) },
+		remove: func() error { return rawRemove(ctx, c.Client(), spec) },
+	}
+	paths := []*path{libPath, rawPath}
+
+	measure := func() {
+		for _, p := range paths {
+			p.adds, p.rems = nil, nil
+		}
+		for r := range rounds {
+			for i := range paths {
+				p := paths[(r+i)%len(paths)]
+				if err := runOnce(ctx, p, addr, true); err != nil {
+					b.Fatalf("round %d: %v", r+1, err)
+				}
+			}
+		}
+	}
+	type result struct{ lib, raw [2]time.Duration } // add, remove medians
+	var small, large result
+	measure()
+	small = result{[2]time.Duration{libPath.adds.median(), libPath.rems.median()}, [2]time.Duration{rawPath.adds.median(), rawPath.rems.median()}}
+	smallDiff := [2]time.Duration{pairedDiff(libPath.adds, rawPath.adds), pairedDiff(libPath.rems, rawPath.rems)}
+
+	// The other containers of the project: created, never started.
+	t0 := time.Now()
+	// The labels of the library's container (compose's and servicelive's),
+	// as another decky's would be.
+	labels := func(i int) map[string]string {
+		l := maps.Clone(spec.cfg.Labels)
+		l["com.docker.compose.service"] = fmt.Sprintf("filler%04d-%s", i, serviceName)
+		l[sl.LabelDecky] = fmt.Sprintf("filler%04d", i)
+		return l
+	}
+	sem := make(chan struct{}, 8)
+	if _, err := all(filler, func(i int) error {
+		sem <- struct{}{}
+		defer func() { <-sem }()
+		cfg := *spec.cfg
+		cfg.Labels = labels(i)
+		cfg.Cmd = testimage.Command(testimage.ModeBase)
+		_, err := c.Client().ContainerCreate(ctx, client.ContainerCreateOptions{Config: &cfg, Name: fmt.Sprintf("%s.filler%04d", e.project, i)})
+		return err
+	}); err != nil {
+		b.Fatalf("filler containers: %v", err)
+	}
+	fillTook := time.Since(t0)
+	measure()
+	large = result{[2]time.Duration{libPath.adds.median(), libPath.rems.median()}, [2]time.Duration{rawPath.adds.median(), rawPath.rems.median()}}
+	largeDiff := [2]time.Duration{pairedDiff(libPath.adds, rawPath.adds), pairedDiff(libPath.rems, rawPath.rems)}
+	largeAddRatio, largeRemRatio := pairedRatio(libPath.adds, rawPath.adds), pairedRatio(libPath.rems, rawPath.rems)
+
+	// One add and remove through the recording proxy: the list calls.
+	px := newProxy(b)
+	mp := e.manager(b, e.composer(b, dockercompose.WithHost(px.host())))
+	px.reset()
+	t1 := time.Now()
+	if _, err := mp.AddService(ctx, refA, serviceName); err != nil {
+		b.Fatal(err)
+	}
+	addWall, addCalls := time.Since(t1), px.take()
+	if err := waitBanner(ctx, addr); err != nil {
+		b.Fatal(err)
+	}
+	px.reset()
+	t1 = time.Now()
+	if _, err := mp.RemoveService(ctx, refA, serviceName); err != nil {
+		b.Fatal(err)
+	}
+	remWall, remCalls := time.Since(t1), px.take()
+	b.StopTimer()
+
+	var rep report
+	rep.f("## A large scope: %d other containers in the project\n\n", filler)
+	rep.f("The same add and remove (lib = `AddService`/`RemoveService` with dockercompose defaults, raw = the floor), %d paired rounds each, first with the decky's project holding only the decky's base, then with %d more containers labelled with the project (as other deckies' containers: the labels of the library's container with another decky and service; created, not started; creating them took %s ms).\n\n", rounds, filler, ms(fillTook))
+	rep.f("| project holds | lib add | raw add | lib − raw add | lib remove | raw remove | lib − raw remove |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	rep.f("| 1 container | %s | %s | %s | %s | %s | %s |\n", ms(small.lib[0]), ms(small.raw[0]), ms(smallDiff[0]), ms(small.lib[1]), ms(small.raw[1]), ms(smallDiff[1]))
+	rep.f("| %d containers | %s | %s | %s | %s | %s | %s |\n", 1+filler, ms(large.lib[0]), ms(large.raw[0]), ms(largeDiff[0]), ms(large.lib[1]), ms(large.raw[1]), ms(largeDiff[1]))
+	rep.f("\nms, medians (differences: medians of per-round differences). With %d containers: lib / raw = %.3f for add, %.3f for remove (median of per-round ratios).\n\n", 1+filler, largeAddRatio, largeRemRatio)
+	rep.f("<details><summary>lib add with %d containers in the project, through the recording proxy</summary>\n\n%s\n</details>\n\n", 1+filler, timeline(addCalls, addWall))
+	rep.f("<details><summary>lib remove with %d containers in the project, through the recording proxy</summary>\n\n%s\n</details>\n\n", 1+filler, timeline(remCalls, remWall))
+	rep.write(b, "scope")
 }

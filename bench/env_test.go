@@ -27,13 +27,15 @@ import (
 
 // Environment variables of the benchmarks (bench/run.sh sets them).
 const (
-	envEngine     = "SERVICELIVE_BENCH_ENGINE"      // "1": run the engine benchmarks
-	envCompose    = "SERVICELIVE_BENCH_COMPOSE"     // path of a standalone docker-compose v2 binary
-	envReportDir  = "SERVICELIVE_BENCH_REPORT_DIR"  // where each benchmark writes its Markdown section
-	envRounds     = "SERVICELIVE_BENCH_ROUNDS"      // paired rounds (default 20)
-	envConcRounds = "SERVICELIVE_BENCH_CONC_ROUNDS" // concurrency rounds (default 5)
-	envConcN      = "SERVICELIVE_BENCH_CONC_N"      // concurrent adds per round (default 50)
-	envDebug      = "SERVICELIVE_BENCH_DEBUG"       // "1": the Composers log at debug level to stderr
+	envEngine      = "SERVICELIVE_BENCH_ENGINE"       // "1": run the engine benchmarks
+	envCompose     = "SERVICELIVE_BENCH_COMPOSE"      // path of a standalone docker-compose v2 binary
+	envReportDir   = "SERVICELIVE_BENCH_REPORT_DIR"   // where each benchmark writes its Markdown section
+	envRounds      = "SERVICELIVE_BENCH_ROUNDS"       // paired rounds (default 100)
+	envConcRounds  = "SERVICELIVE_BENCH_CONC_ROUNDS"  // concurrency rounds (default 5)
+	envConcN       = "SERVICELIVE_BENCH_CONC_N"       // concurrent adds per round (default 50)
+	envDebug       = "SERVICELIVE_BENCH_DEBUG"        // "1": the Composers log at debug level to stderr
+	envScopeN      = "SERVICELIVE_BENCH_SCOPE_N"      // other containers in the large scope (default 500)
+	envScopeRounds = "SERVICELIVE_BENCH_SCOPE_ROUNDS" // paired rounds of the large scope (default 20)
 )
 
 const (

@@ -11,10 +11,13 @@
 # removed at the end: the binary is never committed. SERVICELIVE_BENCH_COMPOSE
 # set to an existing docker-compose v2 binary skips that build.
 #
-# Knobs (environment): SERVICELIVE_BENCH_ROUNDS (paired rounds, default 40),
+# Knobs (environment): SERVICELIVE_BENCH_ROUNDS (paired rounds, default 100),
 # SERVICELIVE_BENCH_CONC_ROUNDS (default 10), SERVICELIVE_BENCH_CONC_N
-# (default 50), SERVICELIVE_BENCH_PROFILE_N (library add/remove pairs under
-# the CPU profiler, default 40), BENCHMARKS_OUT (default BENCHMARKS.md).
+# (default 50), SERVICELIVE_BENCH_SCOPE_N (other containers in the large
+# scope, default 500), SERVICELIVE_BENCH_SCOPE_ROUNDS (default 20),
+# SERVICELIVE_BENCH_PROFILE_N (library add/remove pairs under the CPU
+# profiler, default 40), SERVICELIVE_BENCH_QUIET_WAIT (default 900 s),
+# BENCHMARKS_OUT (default BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -111,6 +114,7 @@ t0=$(date +%s)
 bench BenchmarkPaired -test.benchtime 1x -test.timeout 30m
 bench BenchmarkConcurrent -test.benchtime 1x -test.timeout 30m
 bench BenchmarkAPICalls -test.benchtime 1x -test.timeout 10m
+bench BenchmarkLargeScope -test.benchtime 1x -test.timeout 20m
 bench BenchmarkLibraryAddRemove -test.benchtime "${SERVICELIVE_BENCH_PROFILE_N:-40}x" -test.timeout 10m \
 	-test.cpuprofile "$tmp/lib.cpu"
 took=$(($(date +%s) - t0))
@@ -160,6 +164,7 @@ its median taken over the rounds.
 $(cat "$tmp/report/paired.md")
 $(cat "$tmp/report/concurrent.md")
 $(cat "$tmp/report/calls.md")
+$(cat "$tmp/report/scope.md")
 ## CPU profile of the library path
 
 \`BenchmarkLibraryAddRemove\`: ${SERVICELIVE_BENCH_PROFILE_N:-40} AddService + RemoveService
