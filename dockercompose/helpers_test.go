@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/decnet/servicelive"
 	"github.com/decnet/servicelive/dockercompose"
+	"github.com/decnet/servicelive/internal/enginetest"
 	"github.com/decnet/servicelive/internal/testimage"
 )
 
@@ -25,45 +25,11 @@ const (
 	composeService = "com.docker.compose.service"
 )
 
-var (
-	engineOnce sync.Once
-	engineErr  error
-	imageRef   string
-)
-
 // engine returns a fresh API client for the local engine (closed at the end
-// of the test) and the test image's reference. When the engine cannot be
-// reached the test is skipped, or fails when CI=true: CI never skips
-// silently.
+// of the test) and the test image's reference; see enginetest.Require.
 func engine(t testing.TB) (*client.Client, string) {
 	t.Helper()
-	engineOnce.Do(func() {
-		c, err := client.New(client.FromEnv)
-		if err != nil {
-			engineErr = err
-			return
-		}
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-			engineErr = err
-			return
-		}
-		ctx, cancel = context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		imageRef, engineErr = testimage.Ensure(ctx, c)
-	})
-	if engineErr != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker engine unusable in CI: %v", engineErr)
-		}
-		t.Skipf("docker engine unusable: %v", engineErr)
-	}
-	c, err := client.New(client.FromEnv)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	return c, imageRef
+	return enginetest.Require(t)
 }
 
 // newComposer returns a Composer closed at the end of the test.

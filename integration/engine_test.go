@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,49 +22,17 @@ import (
 
 	sl "github.com/decnet/servicelive"
 	"github.com/decnet/servicelive/dockercompose"
+	"github.com/decnet/servicelive/internal/enginetest"
 	"github.com/decnet/servicelive/internal/testimage"
 )
 
 const projectLabel = "com.docker.compose.project"
 
-var (
-	engineOnce sync.Once
-	engineErr  error
-	imageRef   string
-)
-
-// engine returns an API client of the local engine and the test image. When
-// no engine answers the test is skipped — or fails when CI=true: CI never
-// skips silently.
+// engine returns an API client of the local engine and the test image; see
+// enginetest.Require.
 func engine(t *testing.T) (client.APIClient, string) {
 	t.Helper()
-	engineOnce.Do(func() {
-		c, err := client.New(client.FromEnv)
-		if err != nil {
-			engineErr = err
-			return
-		}
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-			engineErr = err
-			return
-		}
-		imageRef, engineErr = testimage.Ensure(ctx, c)
-	})
-	if engineErr != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker engine unusable in CI: %v", engineErr)
-		}
-		t.Skipf("docker engine unusable: %v", engineErr)
-	}
-	c, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, imageRef
+	return enginetest.Require(t)
 }
 
 // fixture is a Manager on the real engine with a fleet and a topology.

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,27 +15,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/decnet/servicelive/dockercompose"
+	"github.com/decnet/servicelive/internal/enginetest"
 )
 
 // engineClient returns an Engine API client, skipping the test when no
 // engine answers — except under CI=true, where that is a failure.
 func engineClient(t *testing.T) client.APIClient {
 	t.Helper()
-	c, err := dockercompose.New()
-	if err == nil {
-		t.Cleanup(func() { _ = c.Close() })
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err = c.Client().Ping(ctx, client.PingOptions{})
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and no Docker Engine: %v", err)
-		}
-		t.Skipf("no Docker Engine: %v", err)
-	}
-	return c.Client()
+	api, _ := enginetest.Require(t)
+	return api
 }
 
 // TestEngine runs the server with -engine on the real Docker Engine, under
