@@ -53,6 +53,11 @@ func benchAddRemove(b *testing.B, store sl.Store, opts ...sl.Option) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
+	// A deployed scope: its compose files exist (a first mutation before
+	// any Deploy writes them all, once).
+	if err := m.Deploy(ctx, ""); err != nil {
+		b.Fatal(err)
+	}
 	ref := sl.FleetDecky("decky0000")
 	b.ReportAllocs()
 	for b.Loop() {
