@@ -121,39 +121,34 @@ func (e *engineClient) prefetch(ctx context.Context) {
 // takeContainers returns the prefetched container listing if options is
 // the request it answers and it was not served yet.
 func (s *upScope) takeContainers(ctx context.Context, options client.ContainerListOptions) (*prefetched[client.ContainerListResult], bool) {
-	s.mu.Lock()
-	p := s.containers
-	ok := p != nil && options.All && filtersEqual(options.Filters, s.containerFilters())
-	if ok {
-		s.containers = nil
-	}
-	s.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return &prefetched[client.ContainerListResult]{err: ctx.Err()}, true
-	}
-	return p, true
+	return take(ctx, &s.mu, &s.containers, func() bool {
+		return options.All && filtersEqual(options.Filters, s.containerFilters())
+	})
 }
 
+// takeNetworks returns the prefetched network listing if options is the
+// request it answers and it was not served yet.
 func (s *upScope) takeNetworks(ctx context.Context, options client.NetworkListOptions) (*prefetched[client.NetworkListResult], bool) {
-	s.mu.Lock()
-	p := s.networks
-	ok := p != nil && filtersEqual(options.Filters, s.networkFilters())
+	return take(ctx, &s.mu, &s.networks, func() bool { return filtersEqual(options.Filters, s.networkFilters()) })
+}
+
+// take hands out the prefetched result in *slot, once, when match holds
+// (called under mu), waiting until it is there or ctx is done.
+func take[T any](ctx context.Context, mu *sync.Mutex, slot **prefetched[T], match func() bool) (*prefetched[T], bool) {
+	mu.Lock()
+	p := *slot
+	ok := p != nil && match()
 	if ok {
-		s.networks = nil
+		*slot = nil
 	}
-	s.mu.Unlock()
+	mu.Unlock()
 	if !ok {
 		return nil, false
 	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():
-		return &prefetched[client.NetworkListResult]{err: ctx.Err()}, true
+		return &prefetched[T]{err: ctx.Err()}, true
 	}
 	return p, true
 }
