@@ -49,3 +49,14 @@ func (d Decky) Clone() Decky {
 
 // HasService reports whether service is on d.
 func (d *Decky) HasService(service string) bool { return slices.Contains(d.Services, service) }
+
+// ComposeKeys returns the compose service names of d: its base (d.Name), then
+// ServiceKey(d.Name, s) for each of its services, in order.
+func (d Decky) ComposeKeys() []string {
+	keys := make([]string, 0, 1+len(d.Services))
+	keys = append(keys, d.Name)
+	for _, s := range d.Services {
+		keys = append(keys, ServiceKey(d.Name, s))
+	}
+	return keys
+}

@@ -51,7 +51,7 @@ func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) err
 	if err != nil {
 		return err
 	}
-	for _, key := range append([]string{d.Name}, serviceKeys(d)...) {
+	for _, key := range d.ComposeKeys() {
 		if err := m.up(ctx, p, key); err != nil {
 			return &Error{Op: "deploy", Ref: ref, Err: err, Msg: "up " + key}
 		}
@@ -83,7 +83,7 @@ func (m *Manager) Teardown(ctx context.Context, topology string) error {
 	}
 	var keys, bases []string
 	for _, d := range deckies {
-		keys = append(keys, serviceKeys(d)...)
+		keys = append(keys, d.ComposeKeys()[1:]...)
 		bases = append(bases, d.Name)
 	}
 	for _, key := range append(keys, bases...) {
@@ -115,13 +115,4 @@ func (m *Manager) scope(ctx context.Context, op, topology string, mode renderMod
 		}
 	}
 	return deckies, p, nil
-}
-
-// serviceKeys returns the compose keys of d's services, in order.
-func serviceKeys(d Decky) []string {
-	keys := make([]string, len(d.Services))
-	for i, s := range d.Services {
-		keys[i] = ServiceKey(d.Name, s)
-	}
-	return keys
 }

@@ -412,10 +412,7 @@ func storeKeys(t *testing.T, f *faultEnv) []string {
 	}
 	var keys []string
 	for _, d := range ds {
-		keys = append(keys, d.Name)
-		for _, s := range d.Services {
-			keys = append(keys, sl.ServiceKey(d.Name, s))
-		}
+		keys = append(keys, d.ComposeKeys()...)
 	}
 	slices.Sort(keys)
 	return keys

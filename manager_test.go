@@ -828,3 +828,10 @@ func ExampleManager_AddService() {
 	// true servicelive: add ssh to fleet/web1: service already on decky
 	// [web1-ssh]
 }
+
+func TestComposeKeys(t *testing.T) {
+	d := sl.Decky{Name: "web1", Services: []string{"ssh", "http"}}
+	if got, want := d.ComposeKeys(), []string{"web1", "web1-ssh", "web1-http"}; !slices.Equal(got, want) {
+		t.Fatalf("ComposeKeys() = %v, want %v", got, want)
+	}
+}

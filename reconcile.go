@@ -158,7 +158,7 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 	wanted := map[string]bool{}
 	if p != nil {
 		baseRepaired := false
-		for _, key := range append([]string{d.Name}, serviceKeys(d)...) {
+		for _, key := range d.ComposeKeys() {
 			wanted[key] = true
 			r := m.converge(ctx, p, key, decky, byKey[key], baseRepaired)
 			if key == d.Name && r.Action != ActionNone {

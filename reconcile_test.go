@@ -176,11 +176,7 @@ func TestReconcileConcurrentWithMutations(t *testing.T) {
 	}
 	var want []string
 	for _, name := range []string{"web1", "web2"} {
-		d := e.decky(t, sl.FleetDecky(name))
-		want = append(want, d.Name)
-		for _, s := range d.Services {
-			want = append(want, sl.ServiceKey(d.Name, s))
-		}
+		want = append(want, e.decky(t, sl.FleetDecky(name)).ComposeKeys()...)
 	}
 	slices.Sort(want)
 	if got := e.composer.RunningIn("decnet"); !slices.Equal(got, want) {

@@ -514,14 +514,7 @@ func (e *secEnv) load(t testing.TB, topology string) {
 	if p.Name != project {
 		t.Errorf("loaded project %q, want %q", p.Name, project)
 	}
-	var want []string
-	for _, d := range deckies {
-		want = append(want, d.Name)
-		for _, s := range d.Services {
-			want = append(want, sl.ServiceKey(d.Name, s))
-		}
-	}
-	slices.Sort(want)
+	want := secKeys(deckies)
 	if got := slices.Sorted(maps.Keys(p.Services)); !slices.Equal(got, want) {
 		t.Fatalf("compose file of scope %q has services %q, the store %q", topology, got, want)
 	}
@@ -1189,10 +1182,7 @@ func FuzzTopologyScope(f *testing.F) {
 func secKeys(deckies []sl.Decky) []string {
 	var keys []string
 	for _, d := range deckies {
-		keys = append(keys, d.Name)
-		for _, s := range d.Services {
-			keys = append(keys, sl.ServiceKey(d.Name, s))
-		}
+		keys = append(keys, d.ComposeKeys()...)
 	}
 	slices.Sort(keys)
 	return keys

@@ -376,15 +376,8 @@ func TestRedeployFromComposeFile(t *testing.T) {
 			t.Fatalf("up %s from the file: %v", key, err)
 		}
 	}
-	var want []string
 	deckies, _ := f.store.List(ctx, "")
-	for _, d := range deckies {
-		want = append(want, d.Name)
-		for _, s := range d.Services {
-			want = append(want, sl.ServiceKey(d.Name, s))
-		}
-	}
-	slices.Sort(want)
+	want := wantedKeys(deckies)
 	got := containers(t, f.api, f.fleet)
 	if keys := slices.Sorted(maps.Keys(got)); !slices.Equal(keys, want) {
 		t.Fatalf("redeployed %v, store says %v", keys, want)

@@ -70,10 +70,7 @@ func randomName(prefix string) string {
 func wantedKeys(deckies []sl.Decky) []string {
 	var keys []string
 	for _, d := range deckies {
-		keys = append(keys, d.Name)
-		for _, s := range d.Services {
-			keys = append(keys, sl.ServiceKey(d.Name, s))
-		}
+		keys = append(keys, d.ComposeKeys()...)
 	}
 	slices.Sort(keys)
 	return keys
