@@ -3,6 +3,7 @@ package servicelive
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"golang.org/x/sync/errgroup"
@@ -13,29 +14,58 @@ const deployParallel = 8
 
 // Deploy brings up every decky of a scope (topology "" = fleet): for each
 // decky its base first, then its services, several deckies at a time. It is
-// idempotent: what already runs as rendered is left alone. Deploy writes the
-// scope's compose files (when a project directory is set); it never changes
-// the Store.
+// idempotent: what already runs as rendered is left alone. A decky that
+// fails does not stop the others: Deploy returns the failures of every
+// decky, joined. Deploy writes the scope's compose files (when a project
+// directory is set), each decky's under its lock; it never changes the
+// Store.
 func (m *Manager) Deploy(ctx context.Context, topology string) error {
 	deckies, p, err := m.scope(ctx, "deploy", topology, renderTolerant)
 	if err != nil {
 		return err
 	}
-	if err := m.files.writeScope(ctx, p, deckies); err != nil {
-		return &Error{Op: "deploy", Ref: Ref{Topology: topology}, Err: err, Msg: "write compose files"}
-	}
-	g, gctx := errgroup.WithContext(ctx)
+	var (
+		g    errgroup.Group // no shared cancellation: one decky's failure is not the others'
+		mu   sync.Mutex
+		errs []error
+	)
 	g.SetLimit(deployParallel)
 	for _, d := range deckies {
-		g.Go(func() error { return m.deployDecky(gctx, topology, d) })
+		g.Go(func() error {
+			if err := m.deployDecky(ctx, topology, d); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			return nil
+		})
 	}
-	return g.Wait()
+	_ = g.Wait()
+	if err := m.writeScopeFiles(ctx, "deploy", topology, p.Name, deckies); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
-// deployDecky brings up one decky's base and services under its lock.
+// writeScopeFiles brings the scope's compose.yaml up to date and sweeps the
+// files of deckies that left it, after a Deploy or Reconcile wrote each
+// decky's own file.
+func (m *Manager) writeScopeFiles(ctx context.Context, op, topology, project string, listed []Decky) error {
+	err := m.files.writeTop(ctx, topology, project)
+	if err == nil {
+		err = m.files.sweep(ctx, topology, project, listed)
+	}
+	if err != nil {
+		return &Error{Op: op, Ref: Ref{Topology: topology}, Err: err, Msg: "write compose files"}
+	}
+	return nil
+}
+
+// deployDecky writes one decky's compose file and brings up its base and
+// services, under its lock.
 func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) error {
 	ref := Ref{Topology: topology, Decky: d.Name}
-	unlock, err := m.locks.Lock(ctx, ref.String())
+	unlock, err := m.lockDeckies(ctx, ref)
 	if err != nil {
 		return &Error{Op: "deploy", Ref: ref, Err: err}
 	}
@@ -46,6 +76,9 @@ func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) err
 			return nil // left the store meanwhile: nothing to deploy
 		}
 		return &Error{Op: "deploy", Ref: ref, Err: err}
+	}
+	if err := m.writeDeckyFileTop(ctx, topology, d, false); err != nil {
+		return &Error{Op: "deploy", Ref: ref, Err: err, Msg: "write compose file"}
 	}
 	p, err := m.deckyProject(topology, d, renderFull, "")
 	if err != nil {

@@ -698,6 +698,11 @@ func checkConverged(t *testing.T, f *faultEnv, wantFiles map[string]string) {
 	}
 }
 
+// deployDone is what the Deploy of holdLock asks of the Store once it has
+// released the lock: the scope's deckies, for compose.yaml. The faulted
+// call itself makes no Store call.
+var deployDone = []string{"list "}
+
 // holdLock keeps the lock of decky (a fleet decky) taken by a Deploy whose
 // last Up, of key, blocks until the faulted call has returned.
 func holdLock(t *testing.T, f *faultEnv, key string) {
@@ -784,7 +789,7 @@ func addFaultCells() []faultCell {
 
 		// The decky's lock.
 		{name: "lock/deadline while waiting", inject: func(t *testing.T, f *faultEnv) { holdLock(t, f, "web2") },
-			wantErr: []error{context.DeadlineExceeded}, elapsed: callTimeout},
+			wantErr: []error{context.DeadlineExceeded}, elapsed: callTimeout, storeCalls: deployDone},
 
 		// The compose-key collision check (Store.Get).
 		{name: "store read/error", inject: storeAt(storeFault{"get", 1, kindError, nil}),
@@ -915,7 +920,7 @@ func removeFaultCells() []faultCell {
 		{name: "name/ctx cancelled: validation first", svc: "HTTP", inject: cancelFirst, wantErr: []error{sl.ErrInvalidService}},
 
 		{name: "lock/deadline while waiting", inject: func(t *testing.T, f *faultEnv) { holdLock(t, f, "web1-http") },
-			wantErr: []error{context.DeadlineExceeded}, elapsed: callTimeout},
+			wantErr: []error{context.DeadlineExceeded}, elapsed: callTimeout, storeCalls: deployDone},
 
 		{name: "store read/error", inject: storeAt(storeFault{"get", 1, kindError, nil}),
 			wantErr: []error{errStoreFault}, storeCalls: get},

@@ -15,12 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/gofrs/flock"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/decnet/servicelive/internal/atomicfile"
+	"github.com/decnet/servicelive/internal/filelock"
 )
 
 // FileStore is a Store kept in one JSON file, which any number of handles, in
@@ -46,10 +45,18 @@ import (
 // Writers hold an exclusive flock(2) on the sibling file "<path>.lock" from
 // reading the file to renaming the new one; readers hold a shared lock. So
 // no Update is ever lost, whichever handle or process makes it. A call
-// waiting for a lock another handle holds polls it every millisecond and
-// gives up with ctx.Err() when ctx is done. The lock file stays in place:
-// do not remove it while the store is in use. The file is created with mode
-// 0600.
+// waiting for a lock another handle holds waits in the kernel (no polling)
+// and gives up with ctx.Err() when ctx is done. The lock file stays in
+// place: do not remove it while the store is in use. The file is created
+// with mode 0600.
+//
+// FileStore is a DeckyLocker: LockDecky takes an exclusive flock on
+// "<path>.locks/<decky's lock name>" (directory mode 0700, one empty file
+// per decky ever locked, never removed), so a Manager's mutations of one
+// decky are serialised with every other Manager's on the same file, in any
+// process of the host. flock(2) is per host: processes on different
+// machines sharing the file over a network file system are not serialised
+// (use sqlstore with PostgreSQL for that).
 //
 // Every call reads the file, but a handle keeps the state it last parsed:
 // while the content is unchanged nothing is decoded, and after another
@@ -62,6 +69,10 @@ import (
 type FileStore struct {
 	path     string
 	lockPath string
+	deckies  *filelock.Dir // the decky locks, created on first use
+
+	deckiesOnce sync.Once
+	deckiesErr  error
 
 	// sem orders the calls of this handle before they reach the flock: a
 	// reader takes 1, a writer fsMaxReaders. Without it callers of one handle
@@ -72,15 +83,16 @@ type FileStore struct {
 	cache *fsState
 }
 
-var _ Store = (*FileStore)(nil)
+var (
+	_ Store       = (*FileStore)(nil)
+	_ DeckyLocker = (*FileStore)(nil)
+)
 
 const (
 	// fsFormatVersion is the version of the file format FileStore reads and writes.
 	fsFormatVersion = 1
 	// fsMaxReaders is the weight of a writer on FileStore.sem.
 	fsMaxReaders = 1 << 30
-	// fsLockRetry is how often a FileStore polls a flock held by another handle.
-	fsLockRetry = time.Millisecond
 )
 
 // OpenFileStore returns a FileStore kept in the file at path, creating the
@@ -301,26 +313,43 @@ func (s *FileStore) lock(ctx context.Context, exclusive bool) (unlock func(), er
 	if err := s.sem.Acquire(ctx, n); err != nil {
 		return nil, err
 	}
-	// One Flock per call: a Flock is one fd, and flock(2) locks conflict
-	// between fds, which is what orders the handles of one process.
-	fl := flock.New(s.lockPath)
-	var ok bool
-	if exclusive {
-		ok, err = fl.TryLockContext(ctx, fsLockRetry)
-	} else {
-		ok, err = fl.TryRLockContext(ctx, fsLockRetry)
-	}
-	if !ok || err != nil {
+	// One lock per call: each holds its own open file description, and
+	// flock(2) locks conflict between those, which is what orders the
+	// handles of one process.
+	release, err := filelock.Lock(ctx, s.lockPath, !exclusive)
+	if err != nil {
 		s.sem.Release(n)
-		if cerr := ctx.Err(); cerr != nil && (err == nil || errors.Is(err, cerr)) {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
 			return nil, cerr
 		}
-		return nil, s.errorf("lock %s: %w", s.lockPath, err)
+		return nil, s.errorf("%w", err)
 	}
 	return func() {
-		_ = fl.Unlock() // closing the fd (even on error) drops the lock anyway
+		release()
 		s.sem.Release(n)
 	}, nil
+}
+
+// LockDecky takes the cross-process lock of the decky ref addresses (which
+// need not exist), waiting until it is held or ctx is done. See FileStore.
+func (s *FileStore) LockDecky(ctx context.Context, ref Ref) (unlock func(), err error) {
+	if err := ref.validate(); err != nil {
+		return nil, &Error{Op: "lock", Ref: ref, Err: err}
+	}
+	s.deckiesOnce.Do(func() {
+		s.deckies, s.deckiesErr = filelock.NewDir(s.path + ".locks")
+	})
+	if s.deckiesErr != nil {
+		return nil, s.errorf("%w", s.deckiesErr)
+	}
+	unlock, err = s.deckies.Lock(ctx, filelock.RefName(ref.Topology, ref.Decky))
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+			return nil, cerr
+		}
+		return nil, s.errorf("%w", err)
+	}
+	return unlock, nil
 }
 
 // load returns the state the file holds now; s.lock must be held. It reuses

@@ -589,10 +589,20 @@ func TestComposeFiles(t *testing.T) {
 	dir := t.TempDir()
 	e := newEnv(t, sl.WithProjectDir(dir))
 	ctx := context.Background()
+	// A mutation writes its own decky's file only: compose.yaml includes
+	// the deckies that have one.
 	if _, err := e.m.AddService(ctx, sl.FleetDecky("web2"), "ssh"); err != nil {
 		t.Fatal(err)
 	}
 	top := readFile(t, filepath.Join(dir, "decnet", "compose.yaml"))
+	if !strings.Contains(top, "deckies/web2.yaml") || strings.Contains(top, "deckies/web1.yaml") {
+		t.Fatalf("compose.yaml after the first add:\n%s", top)
+	}
+	// Deploy writes every decky's.
+	if err := e.m.Deploy(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	top = readFile(t, filepath.Join(dir, "decnet", "compose.yaml"))
 	for _, want := range []string{"name: decnet", "deckies/web1.yaml", "deckies/web2.yaml"} {
 		if !strings.Contains(top, want) {
 			t.Fatalf("compose.yaml lacks %q:\n%s", want, top)
@@ -624,6 +634,9 @@ func TestComposeFileIsLiteral(t *testing.T) {
 	e := newEnv(t, sl.WithProjectDir(dir))
 	ctx := context.Background()
 	banner := "${HOME} $HOME $$x $(id) ${SECRET:?boom}"
+	if err := e.m.Deploy(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.m.AddService(ctx, sl.FleetDecky("web2"), "ssh", sl.WithConfig(sl.Config{"banner": banner})); err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,29 @@ const (
 	deckyDirName = "deckies"
 )
 
+// Compose files can hold secrets (config values): they and their
+// directories are private to the owner.
+const (
+	filePerm = 0o600
+	dirPerm  = 0o700
+)
+
+// mkdirPrivate creates dir (and its parents) with mode 0700, and narrows
+// dir to 0700 if it exists with a wider mode (as written by older
+// versions).
+func mkdirPrivate(dir string) error {
+	info, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return os.MkdirAll(dir, dirPerm)
+	case err != nil:
+		return err
+	case info.Mode().Perm()&^dirPerm != 0:
+		return os.Chmod(dir, info.Mode().Perm()&dirPerm)
+	}
+	return nil
+}
+
 // fileWriter keeps the scopes' compose files current. Every write is atomic.
 type fileWriter struct {
 	m      *Manager
@@ -59,9 +82,11 @@ func (w *fileWriter) scope(project string) *scopeFiles {
 	return s
 }
 
-// writeDecky writes the file of decky d, rendered as p, and makes sure the
-// scope's compose.yaml includes it. The caller holds d's lock.
-func (w *fileWriter) writeDecky(ctx context.Context, topology string, p *types.Project, d Decky) error {
+// writeDecky writes the file of decky d, rendered as p, and, unless
+// withTop is false (the caller writes compose.yaml once for a whole scope),
+// makes sure the scope's compose.yaml includes it. The caller holds d's
+// lock.
+func (w *fileWriter) writeDecky(ctx context.Context, topology string, p *types.Project, d Decky, withTop bool) error {
 	if w.m.projectDir == "" {
 		return nil
 	}
@@ -72,78 +97,56 @@ func (w *fileWriter) writeDecky(ctx context.Context, topology string, p *types.P
 	if err := writeDeckyYAML(dir, p, d.Name); err != nil {
 		return err
 	}
+	if !withTop {
+		return nil
+	}
 	s := w.scope(p.Name)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.included[d.Name] {
+	included := s.included[d.Name]
+	s.mu.Unlock()
+	if included {
+		return nil
+	}
+	return w.writeTop(ctx, topology, p.Name)
+}
+
+// writeTop rewrites the scope's compose.yaml so that it includes the file
+// of every decky the Store lists and that has one. A decky's own file is
+// only ever written under that decky's lock, by the call that holds it:
+// compose.yaml never includes a file that does not exist, and no call
+// writes another decky's file from a stale read.
+func (w *fileWriter) writeTop(ctx context.Context, topology, project string) error {
+	if w.m.projectDir == "" {
 		return nil
 	}
 	deckies, err := w.m.store.List(ctx, topology)
 	if err != nil {
 		return err
 	}
-	names := make([]string, 0, len(deckies)+1)
-	for _, x := range deckies {
-		names = append(names, x.Name)
-		// compose.yaml must never include a file that does not exist: write
-		// the missing ones (once per scope and process, on a first mutation
-		// before any Deploy).
-		if x.Name == d.Name {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, deckyDirName, x.Name+".yaml")); !errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		xp, err := w.m.deckyProject(topology, x, renderTolerant, "")
-		if err != nil {
-			return err
-		}
-		if err := writeDeckyYAML(dir, xp, x.Name); err != nil {
+	dir := filepath.Join(w.m.projectDir, project)
+	names := make([]string, 0, len(deckies))
+	for _, d := range deckies {
+		if _, err := os.Stat(deckyFilePath(dir, d.Name)); err == nil {
+			names = append(names, d.Name)
+		} else if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	if !slices.Contains(names, d.Name) {
-		names = append(names, d.Name)
-	}
-	return s.writeTop(dir, p.Name, names)
+	s := w.scope(project)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writeTop(dir, project, names)
 }
 
-// writeScope writes every decky's file of a whole rendered scope and its
-// compose.yaml, and removes the files of deckies that left the scope.
-func (w *fileWriter) writeScope(ctx context.Context, p *types.Project, deckies []Decky) error {
+// sweep removes the files of deckies that left the scope (each checked
+// against the Store under its decky's lock, so that a decky added meanwhile
+// keeps its file) and the temporary files of writers that died mid-write.
+func (w *fileWriter) sweep(ctx context.Context, topology, project string, listed []Decky) error {
 	if w.m.projectDir == "" {
 		return nil
 	}
-	dir := filepath.Join(w.m.projectDir, p.Name)
-	byDecky := make(map[string]*types.Project, len(deckies))
-	for name, svc := range p.Services {
-		d := svc.Labels[LabelDecky]
-		part := byDecky[d]
-		if part == nil {
-			part = &types.Project{Services: types.Services{}, Networks: p.Networks}
-			byDecky[d] = part
-		}
-		part.Services[name] = svc
-	}
-	names := make([]string, 0, len(deckies))
-	for _, d := range deckies {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := writeDeckyYAML(dir, byDecky[d.Name], d.Name); err != nil {
-			return err
-		}
-		names = append(names, d.Name)
-	}
-	s := w.scope(p.Name)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.writeTop(dir, p.Name, names); err != nil {
-		return err
-	}
-	// Drop the files of deckies that are no longer in the scope.
-	// and the temporary files of writers that died mid-write.
-	entries, err := os.ReadDir(filepath.Join(dir, deckyDirName))
+	ddir := filepath.Join(w.m.projectDir, project, deckyDirName)
+	entries, err := os.ReadDir(ddir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // an empty scope
 	}
@@ -151,20 +154,44 @@ func (w *fileWriter) writeScope(ctx context.Context, p *types.Project, deckies [
 		return err
 	}
 	for _, e := range entries {
-		var stale bool
 		if name, ok := strings.CutSuffix(e.Name(), ".yaml"); ok {
-			stale = !slices.Contains(names, name) && ValidDeckyName(name)
-		} else if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".yaml.tmp-") {
-			info, err := e.Info()
-			stale = err == nil && time.Since(info.ModTime()) > time.Minute
-		}
-		if stale {
-			if err := os.Remove(filepath.Join(dir, deckyDirName, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if !ValidDeckyName(name) || slices.ContainsFunc(listed, func(d Decky) bool { return d.Name == name }) {
+				continue
+			}
+			if err := w.removeGone(ctx, Ref{Topology: topology, Decky: name}, filepath.Join(ddir, e.Name())); err != nil {
 				return err
+			}
+		} else if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".yaml.tmp-") {
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
+				if err := os.Remove(filepath.Join(ddir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// removeGone removes the file at path of the decky ref if the Store no
+// longer has the decky.
+func (w *fileWriter) removeGone(ctx context.Context, ref Ref, path string) error {
+	unlock, err := w.m.lockDeckies(ctx, ref)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := w.m.store.Get(ctx, ref); !errors.Is(err, ErrNotFound) {
+		return err // still there (nil), or the Store failed
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// deckyFilePath returns the path of decky's file in the scope directory dir.
+func deckyFilePath(dir, decky string) string {
+	return filepath.Join(dir, deckyDirName, decky+".yaml")
 }
 
 // writeTop writes compose.yaml including the given deckies' files.
@@ -181,10 +208,10 @@ func (s *scopeFiles) writeTop(dir, project string, deckies []string) error {
 		// Names are validated ([a-z0-9-]): safe as plain YAML scalars and paths.
 		fmt.Fprintf(&b, "  - path: %s/%s.yaml\n    project_directory: .\n", deckyDirName, d)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirPrivate(dir); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(dir, topFileName), []byte(b.String()), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, topFileName), []byte(b.String()), filePerm); err != nil {
 		return err
 	}
 	s.included = make(map[string]bool, len(deckies))
@@ -229,9 +256,8 @@ func writeDeckyYAML(dir string, p *types.Project, decky string) error {
 	body = bytes.ReplaceAll(body, []byte("$"), []byte("$$"))
 	data := append([]byte("# Written by servicelive from its store; do not edit. (JSON is YAML.)\n"), body...)
 	data = append(data, '\n')
-	ddir := filepath.Join(dir, deckyDirName)
-	if err := os.MkdirAll(ddir, 0o755); err != nil {
+	if err := mkdirPrivate(filepath.Join(dir, deckyDirName)); err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(ddir, decky+".yaml"), data, 0o644)
+	return atomicfile.Write(deckyFilePath(dir, decky), data, filePerm)
 }

@@ -80,9 +80,6 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 	if err != nil {
 		return Report{}, err
 	}
-	if err := m.files.writeScope(ctx, p, deckies); err != nil {
-		return Report{}, &Error{Op: "reconcile", Ref: Ref{Topology: topology}, Err: err, Msg: "write compose files"}
-	}
 	found, err := func() (cs []Container, err error) {
 		defer recoverInto(&err, "composer containers")
 		return lister.Containers(ctx, p)
@@ -121,6 +118,9 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 		}
 	}
 	slices.SortFunc(rep.Containers, func(a, b ContainerReport) int { return cmp.Compare(a.Service, b.Service) })
+	if err := m.writeScopeFiles(ctx, "reconcile", topology, p.Name, deckies); err != nil {
+		return rep, errors.Join(rep.Err(), err)
+	}
 	return rep, rep.Err()
 }
 
@@ -129,7 +129,14 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 // keys found for this decky.
 func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, byKey map[string][]Container, keys []string) ([]ContainerReport, error) {
 	ref := Ref{Topology: topology, Decky: decky}
-	unlock, err := m.locks.Lock(ctx, ref.String())
+	var unlock func()
+	var err error
+	if ValidDeckyName(decky) {
+		unlock, err = m.lockDeckies(ctx, ref)
+	} else {
+		// A stray's decky label no decky can have: nothing to serialise with.
+		unlock, err = m.locks.Lock(ctx, ref.String())
+	}
 	if err != nil {
 		return nil, &Error{Op: "reconcile", Ref: ref, Err: err}
 	}
@@ -150,6 +157,9 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 	}
 	var p *types.Project
 	if d.Name != "" {
+		if err := m.writeDeckyFileTop(ctx, topology, d, false); err != nil {
+			return nil, &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "write compose file"}
+		}
 		if p, err = m.deckyProject(topology, d, renderTolerant, ""); err != nil {
 			return nil, err
 		}

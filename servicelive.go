@@ -41,8 +41,9 @@ type Manager struct {
 	projectDir   string
 	fleetProject string
 
-	locks keyLock    // per decky, per compose key
-	files fileWriter // the scopes' compose files
+	locker DeckyLocker // store's cross-process decky locks, if it has them
+	locks  keyLock     // per decky, in this Manager
+	files  fileWriter  // the scopes' compose files
 }
 
 // Option configures a Manager.
@@ -82,6 +83,7 @@ func New(store Store, composer Composer, reg *Registry, opts ...Option) (*Manage
 	if m.log == nil {
 		m.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	m.locker, _ = store.(DeckyLocker)
 	m.files.m = m
 	return m, nil
 }
@@ -140,7 +142,11 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 	}
 
 	key := ServiceKey(ref.Decky, service)
-	unlock, err := m.lockAll(ctx, ref, key)
+	// The decky's lock, and those of every decky whose compose keys could
+	// equal key: whoever else could make key (say decky a-b adding c, for
+	// decky a adding b-c) is serialised with this call, in any process
+	// sharing a DeckyLocker store.
+	unlock, err := m.lockDeckies(ctx, keyRefs(ref, key)...)
 	if err != nil {
 		return fail(nil, err, "")
 	}
@@ -249,7 +255,7 @@ func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([
 	if !ValidServiceName(service) {
 		return fail(ErrInvalidService, nil, "bad service name")
 	}
-	unlock, err := m.locks.Lock(ctx, ref.String())
+	unlock, err := m.lockDeckies(ctx, ref)
 	if err != nil {
 		return fail(nil, err, "")
 	}
@@ -302,25 +308,22 @@ func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([
 	return slices.Clone(after.Services), nil
 }
 
-// lockAll takes the decky's lock, then the compose key's, so that two adds
-// producing the same key in a scope (decky a + service b-c, decky a-b +
-// service c) are serialised and the second sees the first.
-func (m *Manager) lockAll(ctx context.Context, ref Ref, key string) (func(), error) {
-	unlockDecky, err := m.locks.Lock(ctx, ref.String())
-	if err != nil {
-		return nil, err
+// keyRefs returns ref and the deckies of its scope whose compose keys could
+// equal key (see keyCandidates).
+func keyRefs(ref Ref, key string) []Ref {
+	refs := []Ref{ref}
+	for _, name := range keyCandidates(key) {
+		if name != ref.Decky && ValidDeckyName(name) {
+			refs = append(refs, Ref{Topology: ref.Topology, Decky: name})
+		}
 	}
-	unlockKey, err := m.locks.Lock(ctx, "key:"+Ref{Topology: ref.Topology, Decky: key}.String())
-	if err != nil {
-		unlockDecky()
-		return nil, err
-	}
-	return func() { unlockKey(); unlockDecky() }, nil
+	return refs
 }
 
 // checkKey refuses (ErrConflict) a compose key that another decky of the
 // scope already uses, as its base name or as one of its service keys. Only
-// the few deckies whose names are prefixes of key are looked at.
+// the few deckies whose names are prefixes of key are looked at; the caller
+// holds their locks (keyRefs).
 func (m *Manager) checkKey(ctx context.Context, ref Ref, service, key string) error {
 	for _, name := range keyCandidates(key) {
 		if name == ref.Decky || !ValidDeckyName(name) {
@@ -363,8 +366,14 @@ func (m *Manager) publish(ctx context.Context, e Event) {
 }
 
 // writeDeckyFile renders d and rewrites its compose file (when a project
-// directory is set).
+// directory is set), and compose.yaml if it does not include it yet.
 func (m *Manager) writeDeckyFile(ctx context.Context, topology string, d Decky) error {
+	return m.writeDeckyFileTop(ctx, topology, d, true)
+}
+
+// writeDeckyFileTop is writeDeckyFile, leaving compose.yaml alone unless
+// withTop is set.
+func (m *Manager) writeDeckyFileTop(ctx context.Context, topology string, d Decky, withTop bool) error {
 	if m.projectDir == "" {
 		return nil
 	}
@@ -372,7 +381,7 @@ func (m *Manager) writeDeckyFile(ctx context.Context, topology string, d Decky) 
 	if err != nil {
 		return err
 	}
-	return m.files.writeDecky(ctx, topology, p, d)
+	return m.files.writeDecky(ctx, topology, p, d, withTop)
 }
 
 // up runs Composer.Up, turning a panic into an error so that the mutation
