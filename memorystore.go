@@ -11,7 +11,9 @@ import (
 
 // MemoryStore is a Store that keeps every decky in memory: the embedded
 // default and the store for tests. Its state is lost with the process and it
-// cannot be shared between processes; use FileStore for that.
+// cannot be shared between processes; use FileStore or package sqlstore for
+// that. Its decky locks (DeckyLocker) serialise the Managers of one process
+// that share it.
 //
 // A MemoryStore is safe for concurrent use. Get and Update are map lookups,
 // so their cost does not grow with the number of deckies. Every Decky goes in
@@ -20,9 +22,23 @@ import (
 type MemoryStore struct {
 	mu     sync.RWMutex
 	scopes map[string]map[string]Decky // topology ID ("" = the fleet) -> decky name -> decky
+	locks  keyLock                     // the decky locks (LockDecky)
 }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store       = (*MemoryStore)(nil)
+	_ DeckyLocker = (*MemoryStore)(nil)
+)
+
+// LockDecky takes the lock of the decky ref addresses (which need not
+// exist), waiting until it is held or ctx is done. The lock is in memory:
+// it serialises the Managers of this process that share s.
+func (s *MemoryStore) LockDecky(ctx context.Context, ref Ref) (unlock func(), err error) {
+	if err := ref.validate(); err != nil {
+		return nil, &Error{Op: "lock", Ref: ref, Err: err}
+	}
+	return s.locks.Lock(ctx, ref.String())
+}
 
 // NewMemoryStore returns a MemoryStore holding a deep copy of deckies, keyed
 // by topology ID ("" = the fleet). The fleet always exists, even when
