@@ -1,10 +1,15 @@
 package dockercompose
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,15 +135,36 @@ func (c *Composer) Close() error {
 // Up creates and starts exactly the compose service named service of
 // project, leaving every other service (its dependencies included) alone:
 // `docker compose up -d --no-deps --build <service>`. An up-to-date running
-// container is left as it is; a container whose configuration or image
-// changed is recreated; a service with a build section is (re)built with
-// the classic builder through the Engine API.
+// container is left as it is (inspected once, neither started nor watched
+// again); a container whose configuration or image changed is recreated; a
+// service with a build section is (re)built with the classic builder
+// through the Engine API.
 //
 // By default Up returns once the container is running. An image that cannot
 // be had, a container that cannot start or is not running right after its
 // start is an error carrying the engine's message (a *ContainerError, with
-// the container's last log lines, for the last two), and leaves no
-// container of the service behind. project is not modified.
+// the container's last log lines, for the last two). project is not
+// modified.
+//
+// Up removes only a container it created. When an Up that created (or
+// recreated) the service's container fails afterwards, for whatever reason
+// (the engine refused the start, the container does not run, the wait
+// timeout, ctx cancelled, a transport error), it removes that container,
+// through a context of its own bounded to 30 seconds, and leaves no
+// container of the service behind. A container the Up found and kept, up to
+// date, is never removed: a running one is not touched at all, a stopped one
+// that fails to start is reported (ContainerError.Removed is false) and
+// left for the caller to reconcile. So a cancelled Up, say one of a
+// deployment whose other Up failed, never takes down a running service.
+//
+// A container that holds the service's container name but is not the
+// service's (it has no compose labels, as an operator's own container, or
+// those of another project or service) is not removed either: Up returns a
+// *NameConflictError, which matches servicelive.ErrConflict, as `docker
+// compose up` stops on the name conflict. Only a leftover labelled with the
+// service's project and service that the Compose SDK does not find (one
+// without a configuration hash, as a process killed mid-create leaves) is
+// removed and replaced.
 func (c *Composer) Up(ctx context.Context, project *types.Project, service string) error {
 	if c.closed.Load() {
 		return errClosed
@@ -164,24 +190,34 @@ func (c *Composer) Up(ctx context.Context, project *types.Project, service strin
 	defer unlock()
 
 	t0 := time.Now()
-	if err := c.create(ctx, p, svc, name, visible); err != nil {
+	target, err := c.create(ctx, p, svc, name, visible)
+	if err != nil {
 		return wrap(err)
 	}
 	t1 := time.Now()
-	if err := c.start(ctx, a, p, svc, name); err != nil {
+	if err := c.start(ctx, a, svc, name, target); err != nil {
 		return wrap(err)
 	}
 	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: up",
 		slog.String("project", p.Name), slog.String("service", service),
+		slog.Bool("created", target.created),
 		slog.Duration("create", t1.Sub(t0)), slog.Duration("start", time.Since(t1)))
 	return nil
+}
+
+// upTarget is the service's container once the SDK's Create converged it.
+type upTarget struct {
+	id      string
+	created bool // this Up created (or recreated) it: its own to remove
 }
 
 // create converges the service's container with the SDK's Create: the
 // container is created (or recreated when it diverged) but not started,
 // since the SDK serialises every start of the process behind one mutex.
-// The SDK sees only the containers of visible services (see upScope).
-func (c *Composer) create(ctx context.Context, p *types.Project, svc types.ServiceConfig, name string, visible []string) error {
+// The SDK sees only the containers of visible services (see upScope). It
+// returns the service's container; when it fails, it removes the containers
+// it created.
+func (c *Composer) create(ctx context.Context, p *types.Project, svc types.ServiceConfig, name string, visible []string) (upTarget, error) {
 	opts := api.CreateOptions{
 		Services:             []string{svc.Name},
 		Recreate:             api.RecreateDiverged,
@@ -195,11 +231,18 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 	if svc.Build != nil {
 		opts.Build = &api.BuildOptions{Services: []string{svc.Name}, Quiet: true}
 	}
+	rec := &upRecord{service: svc.Name}
 	run := func() error {
-		scope := &upScope{project: p.Name, services: visible, volumes: len(p.Volumes) > 0}
+		rec.mu.Lock()
+		rec.conflict = ""
+		rec.mu.Unlock()
+		scope := &upScope{project: p.Name, services: visible, volumes: len(p.Volumes) > 0, rec: rec}
 		err := c.compose.Create(withUpScope(ctx, scope), p, opts)
 		scope.wait()
 		return err
+	}
+	fail := func(err error) (upTarget, error) {
+		return upTarget{}, c.abandon(ctx, rec, c.createErr(p, svc, name, err))
 	}
 	// A conflict or a vanished container is retried, with a bounded backoff:
 	// a stale leftover is removed first, and a container another client
@@ -207,31 +250,131 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 	deadline := time.Now().Add(createRetryWindow)
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
 		err := run()
-		if err == nil || ctx.Err() != nil {
-			return c.createErr(p, svc, name, err)
+		if err == nil {
+			target, err := c.converged(ctx, p.Name, svc.Name, name, rec)
+			if err != nil {
+				return fail(err)
+			}
+			return target, nil
+		}
+		if ctx.Err() != nil {
+			return fail(err)
 		}
 		switch {
 		case errdefs.IsConflict(err):
-			// A container holds the service's name but the SDK, which finds
-			// containers by label, does not own it: a stale leftover, or one
-			// still being created.
-			if rmErr := c.removeStale(ctx, p.Name, svc.Name, name); rmErr != nil {
-				return c.createErr(p, svc, name, errors.Join(err, rmErr))
+			// A container holds a name the SDK creates a container under, but
+			// the SDK, which finds containers by label, does not own it: a
+			// stale leftover, one still being created, or not the service's.
+			if rmErr := c.removeStale(ctx, p.Name, svc.Name, rec, err); rmErr != nil {
+				var nc *NameConflictError
+				if errors.As(rmErr, &nc) {
+					return fail(rmErr)
+				}
+				return fail(errors.Join(err, rmErr))
 			}
 		case errdefs.IsNotFound(err) && !isImageError(err):
 			// A container the SDK listed vanished before it used it.
 		default:
-			return c.createErr(p, svc, name, err)
+			return fail(err)
 		}
 		if time.Now().After(deadline) {
-			return c.createErr(p, svc, name, err)
+			return fail(err)
 		}
 		c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: retrying create",
 			slog.String("project", p.Name), slog.String("service", svc.Name), slog.Any("error", err))
 		if err := sleep(ctx, delay); err != nil {
-			return c.createErr(p, svc, name, err)
+			return fail(err)
 		}
 	}
+}
+
+// converged returns the service's container after the SDK's Create: the
+// last one the SDK created (and did not remove), else the one the SDK found
+// and kept (see pickContainer).
+func (c *Composer) converged(ctx context.Context, project, service, name string, rec *upRecord) (upTarget, error) {
+	rec.mu.Lock()
+	for _, id := range slices.Backward(rec.created) {
+		if !rec.removed[id] {
+			rec.mu.Unlock()
+			return upTarget{id: id, created: true}, nil
+		}
+	}
+	listed, observed, removed := rec.listed, rec.observed, maps.Clone(rec.removed)
+	rec.mu.Unlock()
+	if !listed {
+		var err error
+		if observed, err = c.serviceContainers(ctx, project, service); err != nil {
+			return upTarget{}, err
+		}
+	}
+	ctr, ok := pickContainer(observed, project, service, name, removed)
+	if !ok {
+		return upTarget{}, fmt.Errorf("no container of service %s after create", service)
+	}
+	return upTarget{id: ctr.ID}, nil
+}
+
+// pickContainer returns, of ctrs, the service's container Up starts: a
+// container labelled with project and service, not a one-off, not in
+// removed; the one called name first, then the lowest container number,
+// then by name and ID.
+func pickContainer(ctrs []container.Summary, project, service, name string, removed map[string]bool) (container.Summary, bool) {
+	var candidates []container.Summary
+	for _, ctr := range ctrs {
+		if ctr.Labels[api.ProjectLabel] == project && isServiceContainer(ctr.Labels, service) && !removed[ctr.ID] {
+			candidates = append(candidates, ctr)
+		}
+	}
+	if len(candidates) == 0 {
+		return container.Summary{}, false
+	}
+	named := func(ctr container.Summary) int {
+		if canonicalName(ctr) == name {
+			return 0
+		}
+		return 1
+	}
+	number := func(ctr container.Summary) int {
+		if n, err := strconv.Atoi(ctr.Labels[api.ContainerNumberLabel]); err == nil {
+			return n
+		}
+		return math.MaxInt
+	}
+	return slices.MinFunc(candidates, func(a, b container.Summary) int {
+		return cmp.Or(
+			cmp.Compare(named(a), named(b)),
+			cmp.Compare(number(a), number(b)),
+			strings.Compare(canonicalName(a), canonicalName(b)),
+			strings.Compare(a.ID, b.ID),
+		)
+	}), true
+}
+
+// abandon removes, after a failed create, the containers of the service
+// the SDK created meanwhile (and did not remove), through a context of its
+// own, and returns err, completed when a removal failed.
+func (c *Composer) abandon(ctx context.Context, rec *upRecord, err error) error {
+	rec.mu.Lock()
+	var ids []string
+	for _, id := range rec.created {
+		if !rec.removed[id] {
+			ids = append(ids, id)
+		}
+	}
+	rec.mu.Unlock()
+	if len(ids) == 0 {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	for _, id := range ids {
+		c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: removing container of a failed create",
+			slog.String("service", rec.service), slog.String("container", id))
+		if _, rmErr := c.apiClient.ContainerRemove(cctx, id, client.ContainerRemoveOptions{Force: true}); rmErr != nil && !gone(rmErr) {
+			err = fmt.Errorf("%w; removing container %s it created failed too: %v", err, shortID(id), rmErr)
+		}
+	}
+	return err
 }
 
 // createErr names the container and its image in a create error.
@@ -255,47 +398,74 @@ func isImageError(err error) bool {
 	return containsAny(msg, "No such image", "pull access denied", "manifest unknown", "repository does not exist")
 }
 
-// removeStale removes the container called name, unless it belongs to
-// another compose project or service.
-func (c *Composer) removeStale(ctx context.Context, project, service, name string) error {
+// removeStale makes way after a create of the SDK conflicted (cause) on a
+// container name: it removes the container holding the name when that is a
+// leftover of the service the SDK did not find, and returns a
+// *NameConflictError, removing nothing, when the holder is not the
+// service's (no compose labels, another project or service, a one-off). A
+// holder the SDK found is left to the next attempt, as is a conflict on no
+// container name.
+func (c *Composer) removeStale(ctx context.Context, project, service string, rec *upRecord, cause error) error {
+	rec.mu.Lock()
+	name, observed := rec.conflict, rec.observed
+	rec.mu.Unlock()
+	if name == "" {
+		return nil
+	}
 	res, err := c.apiClient.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 	if errdefs.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("inspect stale container %s: %w", name, err)
+		return fmt.Errorf("inspect container %s holding the name: %w", name, err)
 	}
 	var labels map[string]string
 	if res.Container.Config != nil {
 		labels = res.Container.Config.Labels
 	}
-	if pl := labels[api.ProjectLabel]; pl != "" && (pl != project || labels[api.ServiceLabel] != service) {
-		return fmt.Errorf("container name %s is taken by service %s of project %s", name, labels[api.ServiceLabel], pl)
+	if labels[api.ProjectLabel] != project || !isServiceContainer(labels, service) {
+		return &NameConflictError{
+			Name: name, Project: project, Service: service,
+			HolderID: res.Container.ID, HolderProject: labels[api.ProjectLabel], HolderService: labels[api.ServiceLabel],
+			Err: cause,
+		}
+	}
+	if slices.ContainsFunc(observed, func(ctr container.Summary) bool { return ctr.ID == res.Container.ID }) {
+		return nil
 	}
 	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: removing stale container",
 		slog.String("project", project), slog.String("service", service), slog.String("container", name))
-	if _, err := c.apiClient.ContainerRemove(ctx, res.Container.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+	if _, err := c.apiClient.ContainerRemove(ctx, res.Container.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !gone(err) {
 		return fmt.Errorf("remove stale container %s: %w", name, err)
 	}
 	return nil
 }
 
-// start starts the service's container through the Engine API and, unless
-// waiting is off, checks that it runs. A container that does not start or
-// run is removed.
-func (c *Composer) start(ctx context.Context, a attribution, p *types.Project, svc types.ServiceConfig, name string) error {
+// start makes sure the service's container runs. A container the SDK found
+// and kept that runs is left as it is; any other is started through the
+// Engine API and, unless waiting is off, checked to run. When it does not,
+// it is removed if this Up created it (see fail).
+func (c *Composer) start(ctx context.Context, a attribution, svc types.ServiceConfig, name string, t upTarget) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.waitTimeout)
 	defer cancel()
 	resource := "Container " + name
-	ref := name
+	if !t.created {
+		res, err := c.apiClient.ContainerInspect(ctx, t.id, client.ContainerInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("inspect %s: %w", name, err)
+		}
+		if st := res.Container.State; st != nil && st.Running && !st.Restarting && !st.Paused {
+			return nil // kept running (the SDK reported it "Running")
+		}
+	}
 	var exited <-chan struct{}
 	if c.cfg.wait && c.cfg.startGrace > 0 {
 		var stop func()
-		exited, stop = c.watchExit(ctx, ref)
+		exited, stop = c.watchExit(ctx, t.id)
 		defer stop()
 	}
 	c.events.emit(a, resource, StatusWorking, api.StatusStarting, "")
-	startContainer := func(ref string) error {
+	startContainer := func() error {
 		if publishesEphemeralPorts(svc) {
 			// The engine picks ephemeral host ports non-atomically: two
 			// concurrent starts can get the same one (why the SDK
@@ -304,32 +474,18 @@ func (c *Composer) start(ctx context.Context, a attribution, p *types.Project, s
 			c.portMu.Lock()
 			defer c.portMu.Unlock()
 		}
-		_, err := c.apiClient.ContainerStart(ctx, ref, client.ContainerStartOptions{})
+		_, err := c.apiClient.ContainerStart(ctx, t.id, client.ContainerStartOptions{})
 		return err
 	}
-	err := startContainer(ref)
-	if errdefs.IsNotFound(err) {
-		// The SDK kept a container of the service that has another name
-		// (renamed out of band): find it by its labels.
-		ctrs, lerr := c.serviceContainers(ctx, p.Name, svc.Name)
-		if lerr != nil {
-			return lerr
-		}
-		if len(ctrs) == 0 {
-			return fmt.Errorf("no container of the service after create: %w", err)
-		}
-		ref = ctrs[0].ID
-		err = startContainer(ref)
-	}
-	if err != nil {
+	if err := startContainer(); err != nil {
 		c.events.emit(a, resource, StatusError, api.StatusError, err.Error())
-		return c.discard(ctx, ref, name, nil, err)
+		return c.fail(ctx, t, name, nil, err)
 	}
 	c.events.emit(a, resource, StatusDone, api.StatusStarted, "")
 	if !c.cfg.wait {
 		return nil
 	}
-	return c.waitRunning(ctx, a, ref, name, exited)
+	return c.waitRunning(ctx, a, t, name, exited)
 }
 
 // publishesEphemeralPorts reports whether svc publishes a port on a host
@@ -367,14 +523,14 @@ func (c *Composer) watchExit(ctx context.Context, ref string) (<-chan struct{}, 
 // "created" is polled (1 ms, doubling to 50 ms), anything else is a failure.
 // With a start grace, a running container must also not exit (exited
 // closed) during the grace, and is inspected again after it.
-func (c *Composer) waitRunning(ctx context.Context, a attribution, ref, name string, exited <-chan struct{}) error {
+func (c *Composer) waitRunning(ctx context.Context, a attribution, t upTarget, name string, exited <-chan struct{}) error {
 	resource := "Container " + name
 	delay := time.Millisecond
 	var startedAt string
 	for {
-		res, err := c.apiClient.ContainerInspect(ctx, ref, client.ContainerInspectOptions{})
+		res, err := c.apiClient.ContainerInspect(ctx, t.id, client.ContainerInspectOptions{})
 		if err != nil {
-			return c.discard(ctx, ref, name, nil, fmt.Errorf("inspect %s: %w", name, err))
+			return c.fail(ctx, t, name, nil, fmt.Errorf("inspect %s: %w", name, err))
 		}
 		st := res.Container.State
 		switch {
@@ -383,14 +539,14 @@ func (c *Composer) waitRunning(ctx context.Context, a attribution, ref, name str
 		case st.Running && !st.Restarting && !st.Paused && (startedAt == "" || st.StartedAt == startedAt):
 			if exited != nil && startedAt == "" {
 				startedAt = st.StartedAt
-				t := time.NewTimer(c.cfg.startGrace)
+				timer := time.NewTimer(c.cfg.startGrace)
 				select {
-				case <-t.C:
+				case <-timer.C:
 				case <-exited:
-					t.Stop()
+					timer.Stop()
 				case <-ctx.Done():
-					t.Stop()
-					return c.discard(ctx, ref, name, st, ctx.Err())
+					timer.Stop()
+					return c.fail(ctx, t, name, st, ctx.Err())
 				}
 				continue
 			}
@@ -398,25 +554,27 @@ func (c *Composer) waitRunning(ctx context.Context, a attribution, ref, name str
 			return nil
 		case st.Status == container.StateCreated && st.Error == "" && startedAt == "":
 			if err := sleep(ctx, delay); err != nil {
-				return c.discard(ctx, ref, name, st, err)
+				return c.fail(ctx, t, name, st, err)
 			}
 			delay = min(2*delay, 50*time.Millisecond)
 		default:
 			c.events.emit(a, resource, StatusError, api.StatusError, string(st.Status))
-			return c.discard(ctx, ref, name, st, nil)
+			return c.fail(ctx, t, name, st, nil)
 		}
 	}
 }
 
-// discard removes a container that failed to start or run, and returns the
-// error describing it, with its last log lines. It runs even when ctx is
-// done (the cleanup of a cancelled Up), bounded by its own timeout.
-func (c *Composer) discard(ctx context.Context, ref, name string, st *container.State, cause error) error {
+// fail returns the error describing a container that failed to start or
+// run, with its last log lines, and removes the container when this Up
+// created it; one the SDK found and kept is left in place (see Up). It runs
+// even when ctx is done (the cleanup of a cancelled Up), bounded by its own
+// timeout.
+func (c *Composer) fail(ctx context.Context, t upTarget, name string, st *container.State, cause error) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	e := &ContainerError{Container: name, Err: cause}
 	if st == nil {
-		if res, err := c.apiClient.ContainerInspect(cctx, ref, client.ContainerInspectOptions{}); err == nil {
+		if res, err := c.apiClient.ContainerInspect(cctx, t.id, client.ContainerInspectOptions{}); err == nil {
 			st = res.Container.State
 		}
 	}
@@ -426,9 +584,13 @@ func (c *Composer) discard(ctx context.Context, ref, name string, st *container.
 			e.State = "running"
 		}
 	}
-	e.Logs = c.tailLogs(cctx, ref, logTail)
-	if _, err := c.apiClient.ContainerRemove(cctx, ref, client.ContainerRemoveOptions{Force: true}); err != nil && !gone(err) {
-		e.RemoveErr = err
+	e.Logs = c.tailLogs(cctx, t.id, logTail)
+	if t.created {
+		if _, err := c.apiClient.ContainerRemove(cctx, t.id, client.ContainerRemoveOptions{Force: true}); err != nil && !gone(err) {
+			e.RemoveErr = err
+		} else {
+			e.Removed = true
+		}
 	}
 	if ctx.Err() != nil && cause == nil {
 		e.Err = ctx.Err()

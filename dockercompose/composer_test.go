@@ -183,16 +183,23 @@ func TestUpStaleContainer(t *testing.T) {
 	ssh := addService(p, "web1", "ssh", image, testimage.ModeBanner, nil)
 	require.NoError(t, c.Up(ctx, p, "web1"))
 
-	// A container squatting the service's name, unknown to compose.
-	_, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name:   name + ".web1.ssh",
-		Config: &container.Config{Image: image, Cmd: []string{"base"}},
+	// A stale leftover of the service holding its name, which the SDK does
+	// not find (it has no configuration hash): removed and replaced. A
+	// container that is not the service's is never removed (see
+	// TestUpNameConflict).
+	stale, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name + ".web1.ssh",
+		Config: &container.Config{Image: image, Cmd: []string{"base"}, Labels: map[string]string{
+			composeProject: name, composeService: ssh, "com.docker.compose.oneoff": "False",
+		}},
 	})
 	require.NoError(t, err)
 	require.NoError(t, c.Up(ctx, p, ssh))
 	in := inspect(t, api, name+".web1.ssh")
 	assert.True(t, in.State.Running)
+	assert.NotEqual(t, stale.ID, in.ID, "the leftover was replaced")
 	assert.Equal(t, ssh, in.Config.Labels[composeService])
+	assert.NotEmpty(t, in.Config.Labels["com.docker.compose.config-hash"])
 
 	// Removed behind the Composer's back.
 	_, err = api.ContainerRemove(ctx, in.ID, client.ContainerRemoveOptions{Force: true})

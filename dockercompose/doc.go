@@ -21,17 +21,24 @@
 // Engine API — the SDK serialises every container start of the process
 // behind one mutex, and its own wait polls every 500 ms — and inspects it at
 // once: Up returns when it runs. A container that cannot start, or is not
-// running right after its start, is removed and reported as a
-// *ContainerError with the engine's message and the container's last log
-// lines; so is an image that cannot be had (no container is created). The
-// engine may report a process that exits immediately as running for ~100 ms
-// after its start: WithStartGrace watches the container that much longer.
+// running right after its start, is reported as a *ContainerError with the
+// engine's message and the container's last log lines, and removed if the
+// Up created it; an image that cannot be had is an error too (no container
+// is created). The engine may report a process that exits immediately as
+// running for ~100 ms after its start: WithStartGrace watches the container
+// that much longer.
+//
+// Up never removes a container it did not create: a running, up-to-date
+// container is left alone even when the Up fails or is cancelled, and a
+// container holding the service's name without being the service's is a
+// *NameConflictError (servicelive.ErrConflict), not a removal.
 //
 // An Up of a service costs 8 Engine API requests (a raw create and start
 // cost 2): the SDK inspects the image and lists the service's containers,
 // those of the services it references (its base) and the project's networks
 // — concurrently — then creates and inspects the container; the Composer
-// starts and inspects it. A Down costs 3: list, stop, remove.
+// starts and inspects it. An Up of a running, up-to-date service costs 5:
+// the same four, then one inspect. A Down costs 3: list, stop, remove.
 //
 // # What never happens
 //

@@ -45,6 +45,7 @@ type upScope struct {
 	project  string
 	services []string // the service and the services it references
 	volumes  bool     // the project declares volumes
+	rec      *upRecord
 
 	// The SDK's first request of an Up inspects the image; its next ones
 	// list the project's containers and networks, one after the other. The
@@ -55,6 +56,56 @@ type upScope struct {
 	mu         sync.Mutex
 	containers *prefetched[client.ContainerListResult]
 	networks   *prefetched[client.NetworkListResult]
+}
+
+// upRecord is what the SDK saw and did during the Create of one Up, over
+// all its attempts: what Up needs to tell a container it created (its own to
+// discard) from one it found and kept (never its own to remove).
+type upRecord struct {
+	service string // the service the Up converges
+
+	mu       sync.Mutex
+	listed   bool                // observed holds a listing
+	observed []container.Summary // the last listing of the SDK's observed state
+	created  []string            // the service's containers the SDK created, in order
+	removed  map[string]bool     // the containers the SDK removed
+	conflict string              // the name of the last create that conflicted
+}
+
+// observe records a listing of the SDK's observed state.
+func (r *upRecord) observe(items []container.Summary) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.listed, r.observed = true, items
+}
+
+// create records a container create of the SDK.
+func (r *upRecord) create(options client.ContainerCreateOptions, res client.ContainerCreateResult, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err == nil && res.ID != "" && options.Config != nil && isServiceContainer(options.Config.Labels, r.service):
+		r.created = append(r.created, res.ID)
+	case errdefs.IsConflict(err):
+		r.conflict = options.Name
+	}
+}
+
+// remove records a container removal of the SDK.
+func (r *upRecord) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.removed == nil {
+		r.removed = map[string]bool{}
+	}
+	r.removed[id] = true
+}
+
+// isServiceContainer reports whether labels are those of a (non-one-off)
+// container of service; the project is the Up's, which the SDK's requests
+// are filtered by.
+func isServiceContainer(labels map[string]string, service string) bool {
+	return labels[api.ServiceLabel] == service && labels[api.OneoffLabel] != "True" && labels[api.HookLabel] == ""
 }
 
 type prefetched[T any] struct {
@@ -109,6 +160,9 @@ func (e *engineClient) prefetch(ctx context.Context) {
 			defer scope.wg.Done()
 			defer close(cs.done)
 			cs.res, cs.err = e.listScoped(scope.ctx, scope, client.ContainerListOptions{All: true, Filters: scope.containerFilters()})
+			if cs.err == nil && scope.rec != nil {
+				scope.rec.observe(cs.res.Items)
+			}
 		}()
 		go func() {
 			defer scope.wg.Done()
@@ -199,7 +253,31 @@ func (e *engineClient) ContainerList(ctx context.Context, options client.Contain
 	if p, ok := scope.takeContainers(ctx, options); ok {
 		return p.res, p.err
 	}
-	return e.listScoped(ctx, scope, options)
+	res, err := e.listScoped(ctx, scope, options)
+	if err == nil && scope.rec != nil && options.All && filtersEqual(options.Filters, scope.containerFilters()) {
+		scope.rec.observe(res.Items)
+	}
+	return res, err
+}
+
+// ContainerCreate creates a container; under an Up's scope, it records the
+// creation (or the name that conflicted).
+func (e *engineClient) ContainerCreate(ctx context.Context, options client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
+	res, err := e.APIClient.ContainerCreate(ctx, options)
+	if scope, _ := ctx.Value(upScopeKey{}).(*upScope); scope != nil && scope.rec != nil {
+		scope.rec.create(options, res, err)
+	}
+	return res, err
+}
+
+// ContainerRemove removes a container; under an Up's scope, it records the
+// removal.
+func (e *engineClient) ContainerRemove(ctx context.Context, id string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
+	res, err := e.APIClient.ContainerRemove(ctx, id, options)
+	if scope, _ := ctx.Value(upScopeKey{}).(*upScope); scope != nil && scope.rec != nil && (err == nil || errdefs.IsNotFound(err)) {
+		scope.rec.remove(id)
+	}
+	return res, err
 }
 
 // listScoped lists the containers options asks for, restricted to the

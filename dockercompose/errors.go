@@ -3,13 +3,16 @@ package dockercompose
 import (
 	"fmt"
 	"strings"
+
+	"github.com/decnet/servicelive"
 )
 
 // ContainerError reports a container that Up started but that does not run:
 // the engine refused to start it, or it had stopped (or was restarting) when
-// Up looked right after the start. Up removed the container; the error keeps
-// what the engine said and the container's last log lines. Up returns it
-// wrapped: use errors.As.
+// Up looked right after the start. Up removed the container if it had
+// created it (Removed); a container Up found and kept is left in place. The
+// error keeps what the engine said and the container's last log lines. Up
+// returns it wrapped: use errors.As.
 type ContainerError struct {
 	Container   string   // the container's name
 	State       string   // the engine's state when Up looked: "exited", "dead", "restarting", "created", ...
@@ -17,6 +20,7 @@ type ContainerError struct {
 	EngineError string   // the engine's error for the container (State.Error), if any
 	Logs        []string // its last log lines, oldest first (stdout and stderr)
 	Err         error    // the engine's error when the start itself failed, or the context's
+	Removed     bool     // Up removed the container, which it had created (or recreated)
 	RemoveErr   error    // set when removing the container failed too
 }
 
@@ -44,11 +48,64 @@ func (e *ContainerError) Error() string {
 		b.WriteString("; last log lines: ")
 		b.WriteString(strings.Join(e.Logs, " | "))
 	}
-	if e.RemoveErr != nil {
+	switch {
+	case e.RemoveErr != nil:
 		fmt.Fprintf(&b, "; removing it failed too: %v", e.RemoveErr)
+	case !e.Removed:
+		b.WriteString("; left in place (this up did not create it)")
 	}
 	return b.String()
 }
 
 // Unwrap returns the engine's or the context's error, if any.
 func (e *ContainerError) Unwrap() error { return e.Err }
+
+// NameConflictError reports a container that holds a name Up needs for the
+// service's container but is not the service's: it has no compose labels
+// (an operator's own container), or those of another project or service, or
+// is a one-off (or hook) container of the service. Up then removes nothing
+// and fails, as `docker compose up` does on a name conflict. It matches
+// servicelive.ErrConflict with errors.Is. Up returns it wrapped: use
+// errors.As.
+type NameConflictError struct {
+	Name          string // the container name
+	Project       string // the project of the Up
+	Service       string // the service of the Up
+	HolderID      string // the ID of the container holding Name
+	HolderProject string // its compose project label ("" when it has none)
+	HolderService string // its compose service label ("" when it has none)
+	Err           error  // the engine's conflict error
+}
+
+// Error names the container and its holder, e.g. "container name
+// decnet.web1.ssh for service web1-ssh of project decnet is held by
+// container 0123456789ab, which has no compose labels".
+func (e *NameConflictError) Error() string {
+	var holder string
+	switch {
+	case e.HolderProject == "":
+		holder = "which has no compose labels"
+	case e.HolderProject == e.Project && e.HolderService == e.Service:
+		holder = "a one-off or hook container of the service"
+	default:
+		holder = fmt.Sprintf("which is service %s of project %s", e.HolderService, e.HolderProject)
+	}
+	return fmt.Sprintf("container name %s for service %s of project %s is held by container %s, %s",
+		e.Name, e.Service, e.Project, shortID(e.HolderID), holder)
+}
+
+// Unwrap returns servicelive.ErrConflict and the engine's error.
+func (e *NameConflictError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{servicelive.ErrConflict}
+	}
+	return []error{servicelive.ErrConflict, e.Err}
+}
+
+// shortID is a container ID as the docker CLI shows it.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
