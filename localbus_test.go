@@ -429,18 +429,18 @@ func TestEventJSON(t *testing.T) {
 	}{
 		{
 			"fleet",
-			servicelive.Event{Kind: servicelive.ServiceAdded, Decky: "web1", Service: "ssh", Services: []string{"ssh"}},
-			`{"kind":"service_added","decky_name":"web1","service_name":"ssh","services":["ssh"]}`,
+			servicelive.Event{Kind: servicelive.ServiceAdded, Decky: "web1", Service: "ssh", Services: []string{"ssh"}, ConfigKeys: []string{"banner"}, Applied: true},
+			`{"kind":"service_added","decky_name":"web1","service_name":"ssh","services":["ssh"],"config_keys":["banner"],"applied":true}`,
 		},
 		{
 			"topology",
 			servicelive.Event{Kind: servicelive.ServiceRemoved, Decky: "web1", Service: "ssh", Topology: "lab-1", Services: []string{"http"}},
-			`{"kind":"service_removed","decky_name":"web1","service_name":"ssh","topology_id":"lab-1","services":["http"]}`,
+			`{"kind":"service_removed","decky_name":"web1","service_name":"ssh","topology_id":"lab-1","services":["http"],"applied":false}`,
 		},
 		{
 			"last service removed",
 			servicelive.Event{Kind: servicelive.ServiceRemoved, Decky: "web1", Service: "ssh", Services: []string{}},
-			`{"kind":"service_removed","decky_name":"web1","service_name":"ssh","services":[]}`,
+			`{"kind":"service_removed","decky_name":"web1","service_name":"ssh","services":[],"applied":false}`,
 		},
 	}
 	for _, tt := range tests {
@@ -457,7 +457,8 @@ func TestEventJSON(t *testing.T) {
 				t.Fatal(err)
 			}
 			if back.Kind != tt.e.Kind || back.Decky != tt.e.Decky || back.Service != tt.e.Service ||
-				back.Topology != tt.e.Topology || !slices.Equal(back.Services, tt.e.Services) {
+				back.Topology != tt.e.Topology || !slices.Equal(back.Services, tt.e.Services) ||
+				!slices.Equal(back.ConfigKeys, tt.e.ConfigKeys) || back.Applied != tt.e.Applied {
 				t.Errorf("round trip = %+v, want %+v", back, tt.e)
 			}
 		})

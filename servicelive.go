@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"time"
@@ -160,14 +161,7 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 			return errAlreadyOn
 		}
 		d.Services = append(d.Services, service)
-		if len(cfg) > 0 {
-			if d.Config == nil {
-				d.Config = make(map[string]Config)
-			}
-			d.Config[service] = cfg.Clone()
-		} else {
-			delete(d.Config, service)
-		}
+		setConfig(d, service, cfg)
 		return nil
 	})
 	switch {
@@ -203,7 +197,8 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 		return undo(err, true)
 	}
 
-	m.publish(ctx, Event{Kind: ServiceAdded, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services})
+	m.publish(ctx, Event{Kind: ServiceAdded, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services,
+		ConfigKeys: slices.Sorted(maps.Keys(cfg)), Applied: true})
 	return slices.Clone(after.Services), nil
 }
 
@@ -304,7 +299,7 @@ func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([
 	case err != nil:
 		return restore(&Error{Op: "remove", Ref: ref, Service: service, Err: err})
 	}
-	m.publish(ctx, Event{Kind: ServiceRemoved, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services})
+	m.publish(ctx, Event{Kind: ServiceRemoved, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services, Applied: true})
 	return slices.Clone(after.Services), nil
 }
 
@@ -356,6 +351,7 @@ func (m *Manager) publish(ctx context.Context, e Event) {
 		}
 	}()
 	e.Services = slices.Clone(e.Services)
+	e.ConfigKeys = slices.Clone(e.ConfigKeys)
 	// The change is committed: the event goes out even if the caller gave
 	// up meanwhile, but a Bus that hangs cannot hold the call for long.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
