@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/decnet/servicelive"
 )
@@ -20,11 +23,86 @@ const (
 	storeUpdatesEach = 8
 )
 
+// StoreOption configures TestStore. The With functions of this package
+// make them (WithReopen); no other package can.
+type StoreOption interface {
+	applyStore(*storeSuite)
+}
+
+// storeOption is the StoreOption the With functions return.
+type storeOption func(*storeSuite)
+
+func (o storeOption) applyStore(c *storeSuite) { o(c) }
+
+// WithReopen gives TestStore a second handle on each store newStore returns,
+// so that it also checks what two handles (as two processes would) see of
+// each other's Updates and locks. reopen must return a new handle on the
+// data of s, as independent of s as a handle in another process would be;
+// for a FileStore, servicelive.OpenFileStore(s.(*servicelive.FileStore).Path()).
+// When s is a servicelive.DeckyLocker, the new handle must be one too and
+// share s's locks. reopen may use t to clean up (closing the handle) and to
+// fail.
+func WithReopen(reopen func(t *testing.T, s servicelive.Store) servicelive.Store) StoreOption {
+	return storeOption(func(c *storeSuite) {
+		c.reopen = reopen
+		c.reopenNil = reopen == nil
+	})
+}
+
+// storeSuite is what every check of TestStore gets: how to make a store and
+// the options.
+type storeSuite struct {
+	newStore  func(*testing.T, map[string][]servicelive.Decky) servicelive.Store
+	reopen    func(*testing.T, servicelive.Store) servicelive.Store // nil: no WithReopen
+	reopenNil bool                                                  // WithReopen(nil) was given
+}
+
+// handles returns a new store holding seed and, with WithReopen, a second
+// handle on it.
+func (c *storeSuite) handles(t *testing.T, seed map[string][]servicelive.Decky) []servicelive.Store {
+	t.Helper()
+	s := c.newStore(t, seed)
+	if c.reopen == nil {
+		return []servicelive.Store{s}
+	}
+	other := c.reopen(t, s)
+	if other == nil {
+		t.Fatal("the reopen function of WithReopen returned a nil store")
+	}
+	return []servicelive.Store{s, other}
+}
+
+// needReopen skips t without WithReopen.
+func (c *storeSuite) needReopen(t *testing.T) {
+	t.Helper()
+	if c.reopen == nil {
+		t.Skip("needs a second handle on the store: pass WithReopen to TestStore")
+	}
+}
+
+// twoHandles is handles for a check that needs two; it skips t without
+// WithReopen.
+func (c *storeSuite) twoHandles(t *testing.T, seed map[string][]servicelive.Decky) (a, b servicelive.Store) {
+	t.Helper()
+	c.needReopen(t)
+	hs := c.handles(t, seed)
+	return hs[0], hs[1]
+}
+
+// storeHandleName names handle i of storeSuite.handles in messages.
+func storeHandleName(i int) string {
+	if i == 0 {
+		return "store"
+	}
+	return "reopened handle"
+}
+
 // TestStore checks a servicelive.Store implementation against the Store
 // contract, in subtests. newStore must return a new, independent store
 // holding seed (keyed by topology ID, "" = the fleet; nil = nothing). Seeds
 // never hold an empty topology, so a constructor can build the store with
-// Put-like calls. newStore may use t for cleanup and to fail.
+// Put-like calls. newStore may use t for cleanup and to fail. When a stored
+// decky is not the expected one, the failure shows a diff of the two.
 //
 // It checks:
 //   - Get of a decky, of a missing decky and of a missing topology (ErrNotFound);
@@ -38,31 +116,83 @@ const (
 //   - config values come back with their types: string, int, bool, []string;
 //   - 32 goroutines making 8 Updates each on one decky, each appending a
 //     token to its Services, lose no update;
+//   - Get and List running in goroutines while others Update the same decky
+//     and others: every decky read is whole (each Update writes several
+//     fields from one counter, and a reader checks that they agree), no
+//     reader sees a decky go back to an older value, and no Update is lost.
+//     Run it with -race: a store that reads without its lock fails there;
 //   - a cancelled context fails every method and writes nothing.
+//
+// With WithReopen, on two handles of one store:
+//   - Updates made from both at once, by several goroutines each appending a
+//     token to a decky's Services, lose nothing: every token is there once;
+//   - an Update through either handle is seen by Get and List through the
+//     other, even after the other has read the decky (no stale copy);
+//   - the concurrent reads above run on both handles.
+//
+// When the store is a servicelive.DeckyLocker (checked by type assertion;
+// the checks are skipped otherwise), on both handles with WithReopen:
+//   - LockDecky excludes: goroutines taking one decky's lock in a loop never
+//     find another holder in their critical section;
+//   - the locks of different deckies do not block each other: another decky,
+//     the decky of the same name in the fleet and in a topology or another
+//     topology, topology IDs that differ only in case, names that join alike;
+//   - a waiter whose ctx ends (deadline, cancel, or done already) gives up
+//     within 2 s with an error matching ctx.Err(), while another holds the
+//     lock, and the lock works afterwards;
+//   - a decky that does not exist can be locked, and locking it creates
+//     neither the decky nor its topology;
+//   - unlock releases: the next LockDecky succeeds at once, and a waiter
+//     blocked in LockDecky gets the lock;
+//   - Get, List and Update of a decky work while its lock is held (the
+//     Manager updates the store with the lock held).
 //
 // Every fn TestStore passes to Update may run more than once (the contract
 // allows it): each run starts over from a fresh copy of the stored decky.
 //
-// A store's own test calls it with its constructor:
+// A store's own test calls it with its constructor, and with WithReopen
+// when handles can share one store. FileStore's:
 //
-//	func TestMyStore(t *testing.T) {
-//		servicelivetest.TestStore(t, func(t *testing.T, seed map[string][]servicelive.Decky) servicelive.Store {
-//			s := mystore.Open(filepath.Join(t.TempDir(), "state"))
-//			for topology, deckies := range seed {
-//				for _, d := range deckies {
-//					if err := s.Put(context.Background(), topology, d); err != nil {
-//						t.Fatal(err)
+//	func TestFileStore(t *testing.T) {
+//		servicelivetest.TestStore(t,
+//			func(t *testing.T, seed map[string][]servicelive.Decky) servicelive.Store {
+//				s, err := servicelive.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				for topology, deckies := range seed {
+//					for _, d := range deckies {
+//						if err := s.Put(context.Background(), topology, d); err != nil {
+//							t.Fatal(err)
+//						}
 //					}
 //				}
-//			}
-//			return s
-//		})
+//				return s
+//			},
+//			servicelivetest.WithReopen(func(t *testing.T, s servicelive.Store) servicelive.Store {
+//				other, err := servicelive.OpenFileStore(s.(*servicelive.FileStore).Path())
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				return other
+//			}),
+//		)
 //	}
-func TestStore(t *testing.T, newStore func(t *testing.T, seed map[string][]servicelive.Decky) servicelive.Store) {
+func TestStore(t *testing.T, newStore func(t *testing.T, seed map[string][]servicelive.Decky) servicelive.Store, opts ...StoreOption) {
 	t.Helper()
+	c := &storeSuite{newStore: newStore}
+	for _, o := range opts {
+		if o == nil {
+			t.Fatal("servicelivetest: TestStore given a nil StoreOption")
+		}
+		o.applyStore(c)
+	}
+	if c.reopenNil {
+		t.Fatal("servicelivetest: WithReopen given a nil function")
+	}
 	tests := []struct {
 		name string
-		run  func(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store)
+		run  func(t *testing.T, c *storeSuite)
 	}{
 		{"Get", storeTestGet},
 		{"List", storeTestList},
@@ -73,10 +203,14 @@ func TestStore(t *testing.T, newStore func(t *testing.T, seed map[string][]servi
 		{"DeepCopy", storeTestDeepCopy},
 		{"ConfigTypes", storeTestConfigTypes},
 		{"ConcurrentUpdates", storeTestConcurrentUpdates},
+		{"ConcurrentReads", storeTestConcurrentReads},
 		{"CancelledContext", storeTestCancelled},
+		{"TwoHandlesUpdates", storeTestTwoHandlesUpdates},
+		{"TwoHandlesVisible", storeTestTwoHandlesVisible},
+		{"LockDecky", storeTestLockDecky},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStore) })
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, c) })
 	}
 }
 
@@ -126,8 +260,8 @@ var (
 	storeT1Web = servicelive.TopologyDecky("t1", "web1")
 )
 
-func storeTestGet(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
-	s := newStore(t, storeSeed())
+func storeTestGet(t *testing.T, c *storeSuite) {
+	s := c.newStore(t, storeSeed())
 	ctx := context.Background()
 	tests := []struct {
 		name    string
@@ -159,9 +293,9 @@ func storeTestGet(t *testing.T, newStore func(*testing.T, map[string][]serviceli
 	}
 }
 
-func storeTestList(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
+func storeTestList(t *testing.T, c *storeSuite) {
 	ctx := context.Background()
-	s := newStore(t, storeSeed())
+	s := c.newStore(t, storeSeed())
 	tests := []struct {
 		name      string
 		store     servicelive.Store
@@ -172,8 +306,8 @@ func storeTestList(t *testing.T, newStore func(*testing.T, map[string][]servicel
 		{"fleet sorted by name", s, "", []string{"db1", "web1", "web2"}, nil},
 		{"topology", s, "t1", []string{"gw", "web1"}, nil},
 		{"missing topology", s, "t2", nil, servicelive.ErrNotFound},
-		{"empty store", newStore(t, nil), "", []string{}, nil},
-		{"empty fleet beside a topology", newStore(t, map[string][]servicelive.Decky{"t1": storeSeed()["t1"]}), "", []string{}, nil},
+		{"empty store", c.newStore(t, nil), "", []string{}, nil},
+		{"empty fleet beside a topology", c.newStore(t, map[string][]servicelive.Decky{"t1": storeSeed()["t1"]}), "", []string{}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,7 +341,7 @@ func storeTestList(t *testing.T, newStore func(*testing.T, map[string][]servicel
 	}
 }
 
-func storeTestUpdate(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
+func storeTestUpdate(t *testing.T, c *storeSuite) {
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -218,7 +352,7 @@ func storeTestUpdate(t *testing.T, newStore func(*testing.T, map[string][]servic
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newStore(t, storeSeed())
+			s := c.newStore(t, storeSeed())
 			want := storeSeedDecky(t, tt.ref.Topology, tt.ref.Decky)
 			want.Services = append(want.Services, "smtp")
 			if want.Config == nil {
@@ -266,9 +400,9 @@ func storeTestUpdate(t *testing.T, newStore func(*testing.T, map[string][]servic
 	}
 }
 
-func storeTestUpdateError(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
+func storeTestUpdateError(t *testing.T, c *storeSuite) {
 	ctx := context.Background()
-	s := newStore(t, storeSeed())
+	s := c.newStore(t, storeSeed())
 	fnErr := fmt.Errorf("refused by fn")
 	_, err := s.Update(ctx, storeWeb1, func(d *servicelive.Decky) error {
 		d.Services = append(d.Services, "smtp") // must not be written
@@ -285,9 +419,9 @@ func storeTestUpdateError(t *testing.T, newStore func(*testing.T, map[string][]s
 	storeCheckStored(t, s, storeWeb1, storeSeedDecky(t, "", "web1"))
 }
 
-func storeTestUpdateMissing(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
+func storeTestUpdateMissing(t *testing.T, c *storeSuite) {
 	ctx := context.Background()
-	s := newStore(t, storeSeed())
+	s := c.newStore(t, storeSeed())
 	for _, ref := range []servicelive.Ref{
 		servicelive.FleetDecky("nope"),
 		servicelive.TopologyDecky("t1", "web2"),
@@ -309,9 +443,9 @@ func storeTestUpdateMissing(t *testing.T, newStore func(*testing.T, map[string][
 	}
 }
 
-func storeTestUpdateRename(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
+func storeTestUpdateRename(t *testing.T, c *storeSuite) {
 	ctx := context.Background()
-	s := newStore(t, storeSeed())
+	s := c.newStore(t, storeSeed())
 	_, err := s.Update(ctx, storeWeb1, func(d *servicelive.Decky) error {
 		d.Name = "web9"
 		d.Services = append(d.Services, "smtp")
@@ -326,7 +460,7 @@ func storeTestUpdateRename(t *testing.T, newStore func(*testing.T, map[string][]
 	}
 }
 
-func storeTestDeepCopy(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
+func storeTestDeepCopy(t *testing.T, c *storeSuite) {
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -389,7 +523,7 @@ func storeTestDeepCopy(t *testing.T, newStore func(*testing.T, map[string][]serv
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			seed := storeSeed()
-			s := newStore(t, seed)
+			s := c.newStore(t, seed)
 			want := tt.mutate(t, s, seed)
 			storeCheckStored(t, s, storeWeb1, want)
 			storeCheckStored(t, s, servicelive.FleetDecky("web2"), storeSeedDecky(t, "", "web2"))
@@ -397,7 +531,7 @@ func storeTestDeepCopy(t *testing.T, newStore func(*testing.T, map[string][]serv
 	}
 }
 
-func storeTestConfigTypes(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
+func storeTestConfigTypes(t *testing.T, c *storeSuite) {
 	ctx := context.Background()
 	values := servicelive.Config{
 		"string":        "SSH-2.0-OpenSSH_9.6 \"quoted\" <tag> é",
@@ -420,10 +554,10 @@ func storeTestConfigTypes(t *testing.T, newStore func(*testing.T, map[string][]s
 		{"seeded", func(t *testing.T) servicelive.Store {
 			seed := storeSeed()
 			seed[""][1].Config["types"] = values.Clone()
-			return newStore(t, seed)
+			return c.newStore(t, seed)
 		}},
 		{"updated", func(t *testing.T) servicelive.Store {
-			s := newStore(t, storeSeed())
+			s := c.newStore(t, storeSeed())
 			if _, err := s.Update(ctx, storeWeb1, func(d *servicelive.Decky) error {
 				d.Config["types"] = values.Clone()
 				return nil
@@ -466,61 +600,374 @@ func storeTestConfigTypes(t *testing.T, newStore func(*testing.T, map[string][]s
 	}
 }
 
-func storeTestConcurrentUpdates(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
+func storeTestConcurrentUpdates(t *testing.T, c *storeSuite) {
+	s := c.newStore(t, storeSeed())
+	want := storeRunTokenUpdates(t, []servicelive.Store{s}, storeWeb1, storeUpdaters, storeUpdatesEach)
+	if t.Failed() {
+		return
+	}
+	storeCheckTokens(t, storeHandleName(0), s, storeWeb1, storeSeedDecky(t, "", "web1").Services, want)
+}
+
+// storeRunTokenUpdates starts perHandle goroutines on each of hs, each
+// making each Updates of ref that append a token of its own to the decky's
+// Services, and waits for them. It returns every token, in no order.
+func storeRunTokenUpdates(t *testing.T, hs []servicelive.Store, ref servicelive.Ref, perHandle, each int) []string {
+	t.Helper()
 	ctx := context.Background()
-	s := newStore(t, storeSeed())
 	var (
 		wg     sync.WaitGroup
-		failed atomic.Int32
+		tokens []string
 	)
-	for g := range storeUpdaters {
-		wg.Go(func() {
-			for i := range storeUpdatesEach {
-				token := fmt.Sprintf("g%d-%d", g, i)
-				if _, err := s.Update(ctx, storeWeb1, func(d *servicelive.Decky) error {
-					d.Services = append(d.Services, token)
-					return nil
-				}); err != nil {
-					failed.Add(1)
-					t.Errorf("Update adding %s: %v", token, err)
+	for h, s := range hs {
+		for g := range perHandle {
+			mine := make([]string, each)
+			for i := range mine {
+				mine[i] = fmt.Sprintf("h%d-g%d-%d", h, g, i)
+			}
+			tokens = append(tokens, mine...)
+			wg.Go(func() {
+				for _, token := range mine {
+					if _, err := s.Update(ctx, ref, func(d *servicelive.Decky) error {
+						d.Services = append(d.Services, token)
+						return nil
+					}); err != nil {
+						t.Errorf("Update adding %s through the %s: %v", token, storeHandleName(h), err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return tokens
+}
+
+// storeCheckTokens fails t unless the Services of the decky s (the handle
+// named handle) holds at ref are base followed by every one of tokens, once
+// each, in any order.
+func storeCheckTokens(t *testing.T, handle string, s servicelive.Store, ref servicelive.Ref, base, tokens []string) {
+	t.Helper()
+	d, err := s.Get(context.Background(), ref)
+	if err != nil {
+		t.Fatalf("Get(%v) through the %s: %v", ref, handle, err)
+	}
+	if n := min(len(base), len(d.Services)); !slices.Equal(d.Services[:n], base) {
+		t.Fatalf("%v through the %s: services start with %q, want %q", ref, handle, d.Services[:n], base)
+	}
+	seen := make(map[string]int)
+	for _, svc := range d.Services[len(base):] {
+		seen[svc]++
+	}
+	var lost, twice []string
+	for _, token := range tokens {
+		switch seen[token] {
+		case 0:
+			lost = append(lost, token)
+		case 1:
+		default:
+			twice = append(twice, token)
+		}
+		delete(seen, token)
+	}
+	if len(lost) > 0 {
+		t.Errorf("%v through the %s: %d of %d updates lost, those adding %s", ref, handle, len(lost), len(tokens), storeSome(lost))
+	}
+	if len(twice) > 0 {
+		t.Errorf("%v through the %s: %d tokens stored more than once: %s", ref, handle, len(twice), storeSome(twice))
+	}
+	if len(seen) > 0 {
+		t.Errorf("%v through the %s: services hold %s, which no update added", ref, handle, storeSome(slices.Sorted(maps.Keys(seen))))
+	}
+}
+
+// storeSome quotes the first few of ss, for a message.
+func storeSome(ss []string) string {
+	const most = 8
+	if len(ss) <= most {
+		return fmt.Sprintf("%q", ss)
+	}
+	return fmt.Sprintf("%q and %d more", ss[:most], len(ss)-most)
+}
+
+// The shape of ConcurrentReads: storeGenUpdaters goroutines make
+// storeGenUpdates Updates each of every decky in storeGenRefs, while
+// storeGenReaders goroutines Get and List.
+const (
+	storeGenUpdaters = 3
+	storeGenUpdates  = 8
+	storeGenReaders  = 4
+)
+
+// storeGenRefs are the deckies ConcurrentReads updates: two of the fleet and
+// the topology decky that has a fleet decky's name.
+var storeGenRefs = []servicelive.Ref{storeWeb1, servicelive.FleetDecky("web2"), storeT1Web}
+
+// storeGenOf returns the generation of d in ConcurrentReads, as its config
+// tells it: 0 for a decky as seeded.
+func storeGenOf(d servicelive.Decky) int {
+	n, _ := d.Config["gen"]["n"].(int)
+	return n
+}
+
+// storeSetGen moves d, a decky at generation storeGenOf(*d), to generation
+// n: its hostname, last service and "gen" config all name n, so that a decky
+// holding fields of two generations (a torn read) tells itself apart.
+func storeSetGen(d *servicelive.Decky, n int) {
+	if storeGenOf(*d) > 0 && len(d.Services) > 0 {
+		d.Services = d.Services[:len(d.Services)-1]
+	}
+	tag := fmt.Sprintf("gen-%d", n)
+	d.Hostname = tag + ".corp"
+	d.Services = append(d.Services, tag)
+	if d.Config == nil {
+		d.Config = make(map[string]servicelive.Config)
+	}
+	d.Config["gen"] = servicelive.Config{"n": n, "tags": []string{tag}}
+}
+
+// storeGen returns seed at generation n.
+func storeGen(seed servicelive.Decky, n int) servicelive.Decky {
+	d := seed.Clone()
+	if n > 0 {
+		storeSetGen(&d, n)
+	}
+	return d
+}
+
+// storeGenReader checks the deckies one reader of ConcurrentReads sees.
+type storeGenReader struct {
+	seeds map[servicelive.Ref]servicelive.Decky // every decky of the seed
+	last  map[servicelive.Ref]int               // the generation last seen
+}
+
+// check returns an error unless d, read at ref, is a whole generation, not
+// older than the one this reader saw before.
+func (r *storeGenReader) check(ref servicelive.Ref, d servicelive.Decky) error {
+	seed, ok := r.seeds[ref]
+	if !ok {
+		return fmt.Errorf("%v is not in the seed", ref)
+	}
+	n := storeGenOf(d)
+	if diff := storeDiff(storeGen(seed, n), d); diff != "" {
+		return fmt.Errorf("torn decky %v: its config says generation %d, but it is not that generation (-want +got):\n%s", ref, n, diff)
+	}
+	if n < r.last[ref] {
+		return fmt.Errorf("decky %v went back from generation %d to %d", ref, r.last[ref], n)
+	}
+	r.last[ref] = n
+	return nil
+}
+
+// read makes one round of reads on s: Get of every updated decky, or (odd
+// rounds) List of the fleet and of t1.
+func (r *storeGenReader) read(ctx context.Context, s servicelive.Store, round int) error {
+	if round%2 == 0 {
+		for _, ref := range storeGenRefs {
+			d, err := s.Get(ctx, ref)
+			if err != nil {
+				return fmt.Errorf("Get(%v): %w", ref, err)
+			}
+			if err := r.check(ref, d); err != nil {
+				return fmt.Errorf("read by Get: %w", err)
+			}
+		}
+		return nil
+	}
+	for _, topology := range []string{"", "t1"} {
+		ds, err := s.List(ctx, topology)
+		if err != nil {
+			return fmt.Errorf("List(%q): %w", topology, err)
+		}
+		var want []string
+		for _, d := range storeSeed()[topology] {
+			want = append(want, d.Name)
+		}
+		slices.Sort(want)
+		if names := storeNames(ds); !slices.Equal(names, want) {
+			return fmt.Errorf("List(%q) names = %q, want %q", topology, names, want)
+		}
+		for _, d := range ds {
+			if err := r.check(servicelive.Ref{Topology: topology, Decky: d.Name}, d); err != nil {
+				return fmt.Errorf("read by List(%q): %w", topology, err)
+			}
+		}
+	}
+	return nil
+}
+
+func storeTestConcurrentReads(t *testing.T, c *storeSuite) {
+	ctx := context.Background()
+	hs := c.handles(t, storeSeed())
+	seeds := make(map[servicelive.Ref]servicelive.Decky)
+	for topology, ds := range storeSeed() {
+		for _, d := range ds {
+			seeds[servicelive.Ref{Topology: topology, Decky: d.Name}] = d
+		}
+	}
+
+	var updaters, readers sync.WaitGroup
+	done := make(chan struct{})
+	for r := range storeGenReaders {
+		h := r % len(hs)
+		readers.Go(func() {
+			reader := &storeGenReader{seeds: seeds, last: make(map[servicelive.Ref]int)}
+			for round := 0; ; round++ {
+				if err := reader.read(ctx, hs[h], round); err != nil {
+					t.Errorf("reader %d on the %s: %v", r, storeHandleName(h), err)
 					return
+				}
+				select {
+				case <-done:
+					return
+				default:
 				}
 			}
 		})
 	}
-	wg.Wait()
-	if failed.Load() > 0 {
+	for _, ref := range storeGenRefs {
+		for g := range storeGenUpdaters {
+			h := g % len(hs)
+			updaters.Go(func() {
+				for range storeGenUpdates {
+					got, err := hs[h].Update(ctx, ref, func(d *servicelive.Decky) error {
+						storeSetGen(d, storeGenOf(*d)+1)
+						return nil
+					})
+					if err != nil {
+						t.Errorf("Update(%v) through the %s: %v", ref, storeHandleName(h), err)
+						return
+					}
+					if diff := storeDiff(storeGen(seeds[ref], storeGenOf(got)), got); diff != "" {
+						t.Errorf("Update(%v) through the %s returned a torn decky (-want +got):\n%s", ref, storeHandleName(h), diff)
+						return
+					}
+				}
+			})
+		}
+	}
+	updaters.Wait()
+	close(done)
+	readers.Wait()
+	if t.Failed() {
 		return
 	}
-	d, err := s.Get(ctx, storeWeb1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := storeSeedDecky(t, "", "web1").Services
-	if !slices.Equal(d.Services[:min(len(want), len(d.Services))], want) {
-		t.Fatalf("services start with %q, want %q", d.Services[:min(len(want), len(d.Services))], want)
-	}
-	seen := make(map[string]bool)
-	for _, svc := range d.Services[len(want):] {
-		if seen[svc] {
-			t.Errorf("token %s appears twice", svc)
-		}
-		seen[svc] = true
-	}
-	for g := range storeUpdaters {
-		for i := range storeUpdatesEach {
-			if token := fmt.Sprintf("g%d-%d", g, i); !seen[token] {
-				t.Errorf("update adding %s was lost", token)
+	for h, s := range hs {
+		for _, ref := range storeGenRefs {
+			got, err := s.Get(ctx, ref)
+			if err != nil {
+				t.Fatalf("Get(%v) through the %s: %v", ref, storeHandleName(h), err)
 			}
+			// Every Update moved the decky one generation on: none was lost.
+			const total = storeGenUpdaters * storeGenUpdates
+			if n := storeGenOf(got); n != total {
+				t.Errorf("%v through the %s: generation %d after %d Updates: %d of them lost", ref, storeHandleName(h), n, total, total-n)
+			}
+			storeCheckDecky(t, fmt.Sprintf("%v through the %s after the updates", ref, storeHandleName(h)), got, storeGen(seeds[ref], total))
 		}
-	}
-	if n := len(d.Services) - len(want); n != storeUpdaters*storeUpdatesEach {
-		t.Errorf("%d updates stored, want %d", n, storeUpdaters*storeUpdatesEach)
 	}
 }
 
-func storeTestCancelled(t *testing.T, newStore func(*testing.T, map[string][]servicelive.Decky) servicelive.Store) {
-	s := newStore(t, storeSeed())
+// The shape of TwoHandlesUpdates: storeTwoUpdaters goroutines on each handle
+// make storeTwoUpdates Updates each.
+const (
+	storeTwoUpdaters = 4
+	storeTwoUpdates  = 4
+)
+
+func storeTestTwoHandlesUpdates(t *testing.T, c *storeSuite) {
+	c.needReopen(t)
+	for _, ref := range []servicelive.Ref{storeWeb1, storeT1Web} {
+		t.Run(ref.String(), func(t *testing.T) {
+			a, b := c.twoHandles(t, storeSeed())
+			hs := []servicelive.Store{a, b}
+			want := storeRunTokenUpdates(t, hs, ref, storeTwoUpdaters, storeTwoUpdates)
+			if t.Failed() {
+				return
+			}
+			base := storeSeedDecky(t, ref.Topology, ref.Decky).Services
+			for h, s := range hs {
+				storeCheckTokens(t, storeHandleName(h), s, ref, base, want)
+			}
+			// The other scope's decky of the same name is untouched.
+			other := storeT1Web
+			if ref == storeT1Web {
+				other = storeWeb1
+			}
+			storeCheckStored(t, b, other, storeSeedDecky(t, other.Topology, other.Decky))
+		})
+	}
+}
+
+func storeTestTwoHandlesVisible(t *testing.T, c *storeSuite) {
+	c.needReopen(t)
+	ctx := context.Background()
+	for _, ref := range []servicelive.Ref{storeWeb1, storeT1Web} {
+		t.Run(ref.String(), func(t *testing.T) {
+			a, b := c.twoHandles(t, storeSeed())
+			hs := []servicelive.Store{a, b}
+			want := storeSeedDecky(t, ref.Topology, ref.Decky)
+			for from := range hs {
+				to := 1 - from
+				// to reads the decky first: a handle that keeps what it read
+				// and serves it again after another handle's Update fails.
+				storeCheckVisible(t, hs[to], storeHandleName(to)+" before the update", ref, want)
+
+				svc := []string{"smtp", "pop3"}[from]
+				got, err := hs[from].Update(ctx, ref, func(d *servicelive.Decky) error {
+					d.Hostname = "via-" + svc + ".corp"
+					d.Services = append(d.Services, svc)
+					if d.Config == nil {
+						d.Config = make(map[string]servicelive.Config)
+					}
+					d.Config[svc] = servicelive.Config{"port": 25 + from, "by": storeHandleName(from)}
+					return nil
+				})
+				if err != nil {
+					t.Fatalf("Update(%v) through the %s: %v", ref, storeHandleName(from), err)
+				}
+				want.Hostname = "via-" + svc + ".corp"
+				want.Services = append(want.Services, svc)
+				if want.Config == nil {
+					want.Config = make(map[string]servicelive.Config)
+				}
+				want.Config[svc] = servicelive.Config{"port": 25 + from, "by": storeHandleName(from)}
+				storeCheckDecky(t, "Update result", got, want)
+				storeCheckVisible(t, hs[to], fmt.Sprintf("%s after an Update through the %s", storeHandleName(to), storeHandleName(from)), ref, want)
+			}
+			// The other scope's decky of the same name is untouched.
+			other := storeT1Web
+			if ref == storeT1Web {
+				other = storeWeb1
+			}
+			for h, s := range hs {
+				storeCheckVisible(t, s, storeHandleName(h), other, storeSeedDecky(t, other.Topology, other.Decky))
+			}
+		})
+	}
+}
+
+// storeCheckVisible fails t unless both Get and List of s show want at ref.
+func storeCheckVisible(t *testing.T, s servicelive.Store, what string, ref servicelive.Ref, want servicelive.Decky) {
+	t.Helper()
+	got, err := s.Get(context.Background(), ref)
+	if err != nil {
+		t.Fatalf("Get(%v), %s: %v", ref, what, err)
+	}
+	storeCheckDecky(t, fmt.Sprintf("Get(%v), %s,", ref, what), got, want)
+	ds, err := s.List(context.Background(), ref.Topology)
+	if err != nil {
+		t.Fatalf("List(%q), %s: %v", ref.Topology, what, err)
+	}
+	i := slices.IndexFunc(ds, func(d servicelive.Decky) bool { return d.Name == ref.Decky })
+	if i < 0 {
+		t.Fatalf("List(%q), %s, has no %s: %q", ref.Topology, what, ref.Decky, storeNames(ds))
+	}
+	storeCheckDecky(t, fmt.Sprintf("List(%q), %s, decky %s", ref.Topology, what, ref.Decky), ds[i], want)
+}
+
+func storeTestCancelled(t *testing.T, c *storeSuite) {
+	s := c.newStore(t, storeSeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	tests := []struct {
@@ -584,33 +1031,19 @@ func storeCheckStored(t *testing.T, s servicelive.Store, ref servicelive.Ref, wa
 }
 
 // storeCheckDecky fails t unless got equals want, nil and empty slices and
-// maps being equal.
+// maps being equal, and shows a diff of the two when they differ.
 func storeCheckDecky(t *testing.T, what string, got, want servicelive.Decky) {
 	t.Helper()
-	if !storeEqualDecky(got, want) {
-		t.Fatalf("%s =\n\t%#v\nwant\n\t%#v", what, got, want)
+	if diff := storeDiff(want, got); diff != "" {
+		t.Fatalf("%s differs from what was expected (-want +got):\n%s", what, diff)
 	}
 }
 
-func storeEqualDecky(a, b servicelive.Decky) bool {
-	if a.Name != b.Name || a.Hostname != b.Hostname || a.IP != b.IP || a.Image != b.Image ||
-		a.Network != b.Network || a.Host != b.Host || !slices.Equal(a.Services, b.Services) ||
-		len(a.Config) != len(b.Config) {
-		return false
-	}
-	for svc, ac := range a.Config {
-		bc, ok := b.Config[svc]
-		if !ok || len(ac) != len(bc) {
-			return false
-		}
-		for k, av := range ac {
-			bv, ok := bc[k]
-			if !ok || !storeEqualValue(av, bv) {
-				return false
-			}
-		}
-	}
-	return true
+// storeDiff returns a line diff of two deckies (-want +got), or "" when they
+// are equal: nil and empty slices and maps are equal, config values of
+// different Go types are not.
+func storeDiff(want, got servicelive.Decky) string {
+	return cmp.Diff(want, got, cmpopts.EquateEmpty())
 }
 
 // storeEqualValue compares config values with their types.
