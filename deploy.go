@@ -56,7 +56,7 @@ func (m *Manager) writeScopeFiles(ctx context.Context, op, topology, project str
 		err = m.files.sweep(ctx, topology, project, listed)
 	}
 	if err != nil {
-		return &Error{Op: op, Ref: Ref{Topology: topology}, Err: err, Msg: "write compose files"}
+		return &Error{Op: op, Ref: Ref{Topology: topology}, Err: err, Msg: "write compose files", Stage: StageFiles}
 	}
 	return nil
 }
@@ -67,7 +67,7 @@ func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) err
 	ref := Ref{Topology: topology, Decky: d.Name}
 	unlock, err := m.lockDeckies(ctx, ref)
 	if err != nil {
-		return &Error{Op: "deploy", Ref: ref, Err: err}
+		return &Error{Op: "deploy", Ref: ref, Err: err, Stage: StageLock}
 	}
 	defer unlock()
 	// Re-read under the lock: a mutation may have run since the List.
@@ -75,10 +75,10 @@ func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) err
 		if errors.Is(err, ErrNotFound) {
 			return nil // left the store meanwhile: nothing to deploy
 		}
-		return &Error{Op: "deploy", Ref: ref, Err: err}
+		return &Error{Op: "deploy", Ref: ref, Err: err, Stage: StageStore}
 	}
 	if err := m.writeDeckyFileTop(ctx, topology, d, false); err != nil {
-		return &Error{Op: "deploy", Ref: ref, Err: err, Msg: "write compose file"}
+		return &Error{Op: "deploy", Ref: ref, Err: err, Msg: "write compose file", Stage: StageFiles}
 	}
 	p, err := m.deckyProject(topology, d, renderFull, "")
 	if err != nil {
@@ -86,7 +86,7 @@ func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) err
 	}
 	for _, key := range d.ComposeKeys() {
 		if err := m.up(ctx, p, key); err != nil {
-			return &Error{Op: "deploy", Ref: ref, Err: err, Msg: "up " + key}
+			return &Error{Op: "deploy", Ref: ref, Err: err, Msg: "up " + key, Stage: StageEngine}
 		}
 	}
 	return nil
@@ -110,7 +110,7 @@ func (m *Manager) Teardown(ctx context.Context, topology string) error {
 			return r.RemoveProject(ctx, p)
 		}()
 		if err != nil {
-			return &Error{Op: "teardown", Ref: ref, Err: err}
+			return &Error{Op: "teardown", Ref: ref, Err: err, Stage: StageEngine}
 		}
 		return nil
 	}
@@ -121,7 +121,7 @@ func (m *Manager) Teardown(ctx context.Context, topology string) error {
 	}
 	for _, key := range append(keys, bases...) {
 		if err := m.engineDown(ctx, p, key); err != nil {
-			return &Error{Op: "teardown", Ref: ref, Err: err, Msg: "down " + key}
+			return &Error{Op: "teardown", Ref: ref, Err: err, Msg: "down " + key, Stage: StageEngine}
 		}
 	}
 	return nil
@@ -131,11 +131,11 @@ func (m *Manager) Teardown(ctx context.Context, topology string) error {
 func (m *Manager) scope(ctx context.Context, op, topology string, mode renderMode) ([]Decky, *types.Project, error) {
 	ref := Ref{Topology: topology}
 	if err := validateScope(topology); err != nil {
-		return nil, nil, &Error{Op: op, Kind: ErrInvalidService, Err: err}
+		return nil, nil, &Error{Op: op, Kind: ErrInvalidService, Err: err, Stage: StageValidate}
 	}
 	deckies, err := m.store.List(ctx, topology)
 	if err != nil {
-		return nil, nil, &Error{Op: op, Ref: ref, Err: err}
+		return nil, nil, &Error{Op: op, Ref: ref, Err: err, Stage: StageStore}
 	}
 	n := len(deckies)
 	for _, d := range deckies {

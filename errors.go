@@ -20,6 +20,32 @@ var (
 	ErrInvalidService = errors.New("invalid service")
 )
 
+// Failure classes. They are not refusals: an error matching one of them
+// matches none of the three sentinels above (HTTP 500), and says which
+// component failed, so that a caller can tell a broken engine from a broken
+// Store without reading messages. A failed undo joins the failure with the
+// undo's own, so such an error can match both.
+var (
+	// ErrEngine reports that the Composer (the engine) failed, panicked or
+	// was cut short by ctx (Error.Stage is StageEngine).
+	ErrEngine = errors.New("engine failure")
+	// ErrStore reports that the Store failed (Error.Stage is StageStore).
+	ErrStore = errors.New("store failure")
+)
+
+// Stage names the step of a Manager call an Error comes from.
+type Stage string
+
+// The stages of a Manager call.
+const (
+	StageValidate Stage = "validate" // names, registry, config: a refusal (ErrInvalidService)
+	StageLock     Stage = "lock"     // waiting for a decky's lock (ctx's error, or the Store's lock error)
+	StageStore    Stage = "store"    // a Store call (refusals from the Store keep their sentinel; other failures match ErrStore)
+	StageRender   Stage = "render"   // rendering a compose project (a registry Compose hook)
+	StageFiles    Stage = "files"    // writing the compose files
+	StageEngine   Stage = "engine"   // a Composer call (matches ErrEngine)
+)
+
 // Error describes a failed Manager call: the operation, the decky it
 // addressed, the service and the cause. Unwrap yields both the sentinel it
 // matches (if any) and the cause, so errors.Is works on either.
@@ -30,6 +56,7 @@ type Error struct {
 	Kind    error  // one of the sentinels, or nil for engine and I/O failures
 	Err     error  // the cause; may be nil when Kind says it all
 	Msg     string // a human detail, e.g. "service already on decky"
+	Stage   Stage  // where it failed; "" when not classified
 }
 
 // Error implements the error interface, e.g.
@@ -63,11 +90,19 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Unwrap returns the sentinel (when there is one) and the cause.
+// Unwrap returns the sentinel (when there is one), the failure class
+// (ErrEngine for StageEngine; ErrStore for StageStore, unless the Store
+// refused with a sentinel) and the cause.
 func (e *Error) Unwrap() []error {
-	errs := make([]error, 0, 2)
+	errs := make([]error, 0, 3)
 	if e.Kind != nil {
 		errs = append(errs, e.Kind)
+	}
+	switch {
+	case e.Stage == StageEngine:
+		errs = append(errs, ErrEngine)
+	case e.Stage == StageStore && e.Kind == nil && !isRefusal(e.Err):
+		errs = append(errs, ErrStore)
 	}
 	if e.Err != nil {
 		errs = append(errs, e.Err)
@@ -93,3 +128,8 @@ func (e *ConfigError) Error() string {
 
 // Is reports whether target is ErrInvalidService.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidService }
+
+// isRefusal reports whether err matches one of the three refusal sentinels.
+func isRefusal(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalidService)
+}

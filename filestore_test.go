@@ -47,6 +47,10 @@ func putAll(t testing.TB, s *servicelive.FileStore, seed map[string][]serviceliv
 }
 
 func TestFileStore(t *testing.T) {
+	// The suite's second handle is another FileStore on the same file.
+	reopen := servicelivetest.WithReopen(func(t *testing.T, s servicelive.Store) servicelive.Store {
+		return openFileStore(t, s.(*servicelive.FileStore).Path())
+	})
 	t.Run("one handle", func(t *testing.T) {
 		servicelivetest.TestStore(t, func(t *testing.T, seed map[string][]servicelive.Decky) servicelive.Store {
 			s := openFileStore(t, filepath.Join(t.TempDir(), "state.json"))
@@ -61,7 +65,7 @@ func TestFileStore(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "state.json")
 			putAll(t, openFileStore(t, path), seed)
 			return openFileStore(t, path)
-		})
+		}, reopen)
 	})
 }
 

@@ -176,7 +176,7 @@ func (m *Manager) renderService(topology string, d Decky, name string, mode rend
 	}
 	if svc.Compose != nil {
 		if err := callHook(svc, d, d.Config[name], &s); err != nil {
-			return s, &Error{Op: "render", Ref: ref, Service: name, Err: err}
+			return s, &Error{Op: "render", Ref: ref, Service: name, Err: err, Stage: StageRender}
 		}
 	}
 	// The identity of the service is servicelive's, whatever the hook did:

@@ -85,7 +85,7 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 		return lister.Containers(ctx, p)
 	}()
 	if err != nil {
-		return Report{}, &Error{Op: "reconcile", Ref: Ref{Topology: topology}, Err: err}
+		return Report{}, &Error{Op: "reconcile", Ref: Ref{Topology: topology}, Err: err, Stage: StageEngine}
 	}
 	byKey := make(map[string][]Container, len(found))
 	byDecky := make(map[string][]string) // decky → keys found, for strays
@@ -138,7 +138,7 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 		unlock, err = m.locks.Lock(ctx, ref.String())
 	}
 	if err != nil {
-		return nil, &Error{Op: "reconcile", Ref: ref, Err: err}
+		return nil, &Error{Op: "reconcile", Ref: ref, Err: err, Stage: StageLock}
 	}
 	defer unlock()
 
@@ -152,13 +152,13 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 		case errors.Is(err, ErrNotFound):
 			d = Decky{} // left the store: everything found is stray
 		case err != nil:
-			return nil, &Error{Op: "reconcile", Ref: ref, Err: err}
+			return nil, &Error{Op: "reconcile", Ref: ref, Err: err, Stage: StageStore}
 		}
 	}
 	var p *types.Project
 	if d.Name != "" {
 		if err := m.writeDeckyFileTop(ctx, topology, d, false); err != nil {
-			return nil, &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "write compose file"}
+			return nil, &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "write compose file", Stage: StageFiles}
 		}
 		if p, err = m.deckyProject(topology, d, renderTolerant, ""); err != nil {
 			return nil, err
@@ -192,7 +192,7 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 		svc.CustomLabels = types.Labels{composeProjectLabel: stray.Name, composeServiceLabel: key, composeOneoffLabel: "False"}
 		stray.Services[key] = svc
 		if err := m.engineDown(ctx, stray, key); err != nil {
-			r.Err = &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "remove " + key}
+			r.Err = &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "remove " + key, Stage: StageEngine}
 		}
 		out = append(out, r)
 	}
@@ -225,7 +225,7 @@ func (m *Manager) converge(ctx context.Context, p *types.Project, key, decky str
 		err = m.up(ctx, p, key)
 	}
 	if err != nil {
-		r.Err = &Error{Op: "reconcile", Ref: Ref{Topology: p.Services[key].Labels[LabelTopology], Decky: decky}, Err: err, Msg: string(r.Action) + " " + key}
+		r.Err = &Error{Op: "reconcile", Ref: Ref{Topology: p.Services[key].Labels[LabelTopology], Decky: decky}, Err: err, Msg: string(r.Action) + " " + key, Stage: StageEngine}
 	}
 	return r
 }

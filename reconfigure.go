@@ -39,25 +39,25 @@ func WithRecreate() UpdateOption { return func(o *updateOptions) { o.recreate = 
 // A successful call publishes a ServiceConfigChanged event naming the new
 // configuration's keys (never its values) and whether it was applied.
 func (m *Manager) UpdateServiceConfig(ctx context.Context, ref Ref, service string, cfg Config, opts ...UpdateOption) error {
-	fail := func(kind, err error, msg string) error {
-		return &Error{Op: "configure", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg}
+	fail := func(stage Stage, kind, err error, msg string) error {
+		return &Error{Op: "configure", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg, Stage: stage}
 	}
 	if err := ref.validate(); err != nil {
-		return fail(ErrInvalidService, err, "")
+		return fail(StageValidate, ErrInvalidService, err, "")
 	}
 	if !ValidServiceName(service) {
-		return fail(ErrInvalidService, nil, "bad service name")
+		return fail(StageValidate, ErrInvalidService, nil, "bad service name")
 	}
 	svc, ok := m.reg.Lookup(service)
 	switch {
 	case !ok:
-		return fail(ErrInvalidService, nil, "unknown service")
+		return fail(StageValidate, ErrInvalidService, nil, "unknown service")
 	case svc.FleetSingleton:
-		return fail(ErrInvalidService, nil, "fleet-singleton service is not on any decky")
+		return fail(StageValidate, ErrInvalidService, nil, "fleet-singleton service is not on any decky")
 	}
 	cfg, err := svc.Validate(cfg)
 	if err != nil {
-		return fail(ErrInvalidService, err, "")
+		return fail(StageValidate, ErrInvalidService, err, "")
 	}
 	var o updateOptions
 	for _, opt := range opts {
@@ -66,7 +66,7 @@ func (m *Manager) UpdateServiceConfig(ctx context.Context, ref Ref, service stri
 
 	unlock, err := m.lockDeckies(ctx, ref)
 	if err != nil {
-		return fail(nil, err, "")
+		return fail(StageLock, nil, err, "")
 	}
 	defer unlock()
 
@@ -81,9 +81,9 @@ func (m *Manager) UpdateServiceConfig(ctx context.Context, ref Ref, service stri
 	})
 	switch {
 	case errors.Is(err, errNotOn):
-		return fail(ErrConflict, nil, errNotOn.Error())
+		return fail(StageStore, ErrConflict, nil, errNotOn.Error())
 	case err != nil:
-		return fail(nil, err, "")
+		return fail(StageStore, nil, err, "")
 	}
 	old := before.Config[service]
 
@@ -102,11 +102,11 @@ func (m *Manager) UpdateServiceConfig(ctx context.Context, ref Ref, service stri
 		}
 	}
 	if err := m.writeDeckyFile(ctx, ref.Topology, after); err != nil {
-		return undo(fail(nil, err, "write compose file"), false, false)
+		return undo(fail(StageFiles, nil, err, "write compose file"), false, false)
 	}
 	if o.recreate {
 		if err := m.up(ctx, project, key); err != nil {
-			return undo(fail(nil, err, "engine"), true, true)
+			return undo(fail(StageEngine, nil, err, "engine"), true, true)
 		}
 	}
 	m.publish(ctx, Event{
@@ -140,10 +140,12 @@ func (m *Manager) undoConfigure(ctx context.Context, ref Ref, service string, ol
 		setConfig(d, service, old)
 		return nil
 	})
+	stage := StageStore
 	if err == nil && rewrite {
-		err = m.writeDeckyFile(ctx, ref.Topology, restored)
+		err, stage = m.writeDeckyFile(ctx, ref.Topology, restored), StageFiles
 	}
 	if err == nil && engine {
+		stage = StageEngine
 		// The engine may have removed the old container before failing to
 		// start the new one: bring it back (a no-op if it never left).
 		var p *types.Project
@@ -152,7 +154,7 @@ func (m *Manager) undoConfigure(ctx context.Context, ref Ref, service string, ol
 		}
 	}
 	if err != nil {
-		return &Error{Op: "configure", Ref: ref, Service: service, Err: err, Msg: "rollback failed (Reconcile repairs it)"}
+		return &Error{Op: "configure", Ref: ref, Service: service, Err: err, Msg: "rollback failed (Reconcile repairs it)", Stage: stage}
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func ValidTopologyID(id string) bool { return topologyNameRE.MatchString(id) }
 // validateScope checks a topology ID where "" (the fleet) is allowed.
 func validateScope(topology string) error {
 	if topology != "" && !ValidTopologyID(topology) {
-		return fmt.Errorf("%w: bad topology id %q", ErrInvalidService, topology)
+		return &nameError{what: "topology id", name: topology, re: topologyNameRE.String()}
 	}
 	return nil
 }
@@ -57,7 +57,20 @@ func (r Ref) validate() error {
 		return err
 	}
 	if !ValidDeckyName(r.Decky) {
-		return fmt.Errorf("%w: bad decky name %q", ErrInvalidService, r.Decky)
+		return &nameError{what: "decky name", name: r.Decky, re: deckyNameRE.String()}
 	}
 	return nil
 }
+
+// nameError reports a malformed decky name or topology ID. It matches
+// ErrInvalidService (the contract's sentinel for a bad name) and says which
+// name was bad.
+type nameError struct {
+	what, name, re string
+}
+
+func (e *nameError) Error() string {
+	return fmt.Sprintf("bad %s %q (want %s)", e.what, e.name, e.re)
+}
+
+func (e *nameError) Is(target error) bool { return target == ErrInvalidService }

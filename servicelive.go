@@ -117,21 +117,21 @@ var (
 // (or ctx ends) the change is undone — container, Store and compose file —
 // and the error wraps the engine's error; a retry then works.
 func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts ...AddOption) ([]string, error) {
-	fail := func(kind, err error, msg string) ([]string, error) {
-		return nil, &Error{Op: "add", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg}
+	fail := func(stage Stage, kind, err error, msg string) ([]string, error) {
+		return nil, &Error{Op: "add", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg, Stage: stage}
 	}
 	if err := ref.validate(); err != nil {
-		return fail(ErrInvalidService, err, "")
+		return fail(StageValidate, ErrInvalidService, err, "")
 	}
 	if !ValidServiceName(service) {
-		return fail(ErrInvalidService, nil, "bad service name")
+		return fail(StageValidate, ErrInvalidService, nil, "bad service name")
 	}
 	svc, ok := m.reg.Lookup(service)
 	switch {
 	case !ok:
-		return fail(ErrInvalidService, nil, "unknown service")
+		return fail(StageValidate, ErrInvalidService, nil, "unknown service")
 	case svc.FleetSingleton:
-		return fail(ErrInvalidService, nil, "fleet-singleton service cannot be added per decky")
+		return fail(StageValidate, ErrInvalidService, nil, "fleet-singleton service cannot be added per decky")
 	}
 	var o addOptions
 	for _, opt := range opts {
@@ -139,7 +139,7 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 	}
 	cfg, err := svc.Validate(o.cfg)
 	if err != nil {
-		return fail(ErrInvalidService, err, "")
+		return fail(StageValidate, ErrInvalidService, err, "")
 	}
 
 	key := ServiceKey(ref.Decky, service)
@@ -149,7 +149,7 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 	// sharing a DeckyLocker store.
 	unlock, err := m.lockDeckies(ctx, keyRefs(ref, key)...)
 	if err != nil {
-		return fail(nil, err, "")
+		return fail(StageLock, nil, err, "")
 	}
 	defer unlock()
 	if err := m.checkKey(ctx, ref, service, key); err != nil {
@@ -166,9 +166,9 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 	})
 	switch {
 	case errors.Is(err, errAlreadyOn):
-		return fail(ErrConflict, nil, errAlreadyOn.Error())
+		return fail(StageStore, ErrConflict, nil, errAlreadyOn.Error())
 	case err != nil:
-		return fail(nil, err, "")
+		return fail(StageStore, nil, err, "")
 	}
 
 	// From here on a failure undoes the Store (and the file, once written).
@@ -186,10 +186,10 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 		return undo(err, false)
 	}
 	if err := m.writeDeckyFile(ctx, ref.Topology, after); err != nil {
-		return undo(&Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "write compose file"}, false)
+		return undo(&Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "write compose file", Stage: StageFiles}, false)
 	}
 	if err := m.up(ctx, project, key); err != nil {
-		err = &Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "engine"}
+		err = &Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "engine", Stage: StageEngine}
 		// Up may have left a container behind, half made: remove it.
 		if derr := m.down(ctx, project, key); derr != nil {
 			err = errors.Join(err, derr)
@@ -212,11 +212,12 @@ func (m *Manager) undoAdd(ctx context.Context, ref Ref, service string, rewrite 
 		delete(d.Config, service)
 		return nil
 	})
+	stage := StageStore
 	if err == nil && rewrite {
-		err = m.writeDeckyFile(ctx, ref.Topology, before)
+		err, stage = m.writeDeckyFile(ctx, ref.Topology, before), StageFiles
 	}
 	if err != nil {
-		return &Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "rollback failed (Reconcile repairs it)"}
+		return &Error{Op: "add", Ref: ref, Service: service, Err: err, Msg: "rollback failed (Reconcile repairs it)", Stage: stage}
 	}
 	return nil
 }
@@ -241,49 +242,49 @@ func (m *Manager) down(ctx context.Context, project *types.Project, key string) 
 // Store updated: when the engine or the Store fails the file is put back,
 // nothing is persisted and the error wraps the cause.
 func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([]string, error) {
-	fail := func(kind, err error, msg string) ([]string, error) {
-		return nil, &Error{Op: "remove", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg}
+	fail := func(stage Stage, kind, err error, msg string) ([]string, error) {
+		return nil, &Error{Op: "remove", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg, Stage: stage}
 	}
 	if err := ref.validate(); err != nil {
-		return fail(ErrInvalidService, err, "")
+		return fail(StageValidate, ErrInvalidService, err, "")
 	}
 	if !ValidServiceName(service) {
-		return fail(ErrInvalidService, nil, "bad service name")
+		return fail(StageValidate, ErrInvalidService, nil, "bad service name")
 	}
 	unlock, err := m.lockDeckies(ctx, ref)
 	if err != nil {
-		return fail(nil, err, "")
+		return fail(StageLock, nil, err, "")
 	}
 	defer unlock()
 
 	before, err := m.store.Get(ctx, ref)
 	if err != nil {
-		return fail(nil, err, "")
+		return fail(StageStore, nil, err, "")
 	}
 	if !before.HasService(service) {
-		return fail(ErrConflict, nil, errNotOn.Error())
+		return fail(StageStore, ErrConflict, nil, errNotOn.Error())
 	}
 	key := ServiceKey(ref.Decky, service)
 	// Identity alone: the container is found and removed whatever the
 	// registry or the service's hook does now.
 	project, err := m.deckyProject(ref.Topology, before, renderIdentity, service)
 	if err != nil {
-		return fail(nil, err, "")
+		return fail(StageRender, nil, err, "")
 	}
 	afterFile := before.Clone()
 	afterFile.Services = slices.DeleteFunc(afterFile.Services, func(s string) bool { return s == service })
 	delete(afterFile.Config, service)
 	if err := m.writeDeckyFile(ctx, ref.Topology, afterFile); err != nil {
-		return fail(nil, err, "write compose file")
+		return fail(StageFiles, nil, err, "write compose file")
 	}
 	restore := func(err error) ([]string, error) {
 		if ferr := m.writeDeckyFile(context.WithoutCancel(ctx), ref.Topology, before); ferr != nil {
-			err = errors.Join(err, &Error{Op: "remove", Ref: ref, Service: service, Err: ferr, Msg: "restore compose file (Reconcile repairs it)"})
+			err = errors.Join(err, &Error{Op: "remove", Ref: ref, Service: service, Err: ferr, Msg: "restore compose file (Reconcile repairs it)", Stage: StageFiles})
 		}
 		return nil, err
 	}
 	if err := m.engineDown(ctx, project, key); err != nil {
-		return restore(&Error{Op: "remove", Ref: ref, Service: service, Err: err, Msg: "engine"})
+		return restore(&Error{Op: "remove", Ref: ref, Service: service, Err: err, Msg: "engine", Stage: StageEngine})
 	}
 	after, err := m.store.Update(ctx, ref, func(d *Decky) error {
 		if !d.HasService(service) {
@@ -295,9 +296,9 @@ func (m *Manager) RemoveService(ctx context.Context, ref Ref, service string) ([
 	})
 	switch {
 	case errors.Is(err, errNotOn):
-		return fail(ErrConflict, nil, errNotOn.Error()) // the file already says so
+		return fail(StageStore, ErrConflict, nil, errNotOn.Error()) // the file already says so
 	case err != nil:
-		return restore(&Error{Op: "remove", Ref: ref, Service: service, Err: err})
+		return restore(&Error{Op: "remove", Ref: ref, Service: service, Err: err, Stage: StageStore})
 	}
 	m.publish(ctx, Event{Kind: ServiceRemoved, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services, Applied: true})
 	return slices.Clone(after.Services), nil
@@ -329,11 +330,11 @@ func (m *Manager) checkKey(ctx context.Context, ref Ref, service, key string) er
 		case errors.Is(err, ErrNotFound):
 			continue
 		case err != nil:
-			return &Error{Op: "add", Ref: ref, Service: service, Err: err}
+			return &Error{Op: "add", Ref: ref, Service: service, Err: err, Stage: StageStore}
 		case name == key:
-			return &Error{Op: "add", Ref: ref, Service: service, Kind: ErrConflict, Msg: "compose key " + key + " is the name of another decky"}
+			return &Error{Op: "add", Ref: ref, Service: service, Kind: ErrConflict, Msg: "compose key " + key + " is the name of another decky", Stage: StageStore}
 		case d.HasService(key[len(name)+1:]):
-			return &Error{Op: "add", Ref: ref, Service: service, Kind: ErrConflict, Msg: "compose key " + key + " is used by decky " + name}
+			return &Error{Op: "add", Ref: ref, Service: service, Kind: ErrConflict, Msg: "compose key " + key + " is used by decky " + name, Stage: StageStore}
 		}
 	}
 	return nil
