@@ -97,6 +97,5 @@ func TestBadNameMessages(t *testing.T) {
 	}
 }
 
-func containsStr(s, sub string) bool {
 	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || containsStr(s[1:], sub)))
 }

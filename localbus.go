@@ -14,7 +14,7 @@ import (
 var ErrBusClosed = errors.New("servicelive: bus closed")
 
 // defaultBuffer is the number of events a LocalBus subscription holds for
-// its reader unless WithBuffer says otherwise.
+// its reader unless WithSubscriptionBuffer says otherwise.
 const defaultBuffer = 64
 
 var _ Bus = (*LocalBus)(nil)
@@ -41,12 +41,18 @@ type LocalBus struct {
 // LocalBusOption configures NewLocalBus.
 type LocalBusOption func(*LocalBus)
 
-// WithBuffer sets how many undelivered events each subscription holds before
-// new ones are dropped for it (64 by default). Values below 1
-// mean 1.
-func WithBuffer(n int) LocalBusOption {
+// WithSubscriptionBuffer sets how many undelivered events each subscription
+// of a LocalBus holds before new ones are dropped for it (64 by default).
+// Values below 1 mean 1.
+func WithSubscriptionBuffer(n int) LocalBusOption {
 	return func(b *LocalBus) { b.buffer = max(n, 1) }
 }
+
+// WithBuffer is WithSubscriptionBuffer.
+//
+// Deprecated: the name read like a Manager option; use
+// WithSubscriptionBuffer.
+func WithBuffer(n int) LocalBusOption { return WithSubscriptionBuffer(n) }
 
 // NewLocalBus returns an open LocalBus.
 func NewLocalBus(opts ...LocalBusOption) *LocalBus {

@@ -160,7 +160,7 @@ func TestLocalBusPublishInvalidTopic(t *testing.T) {
 func TestLocalBusOrder(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	const n = 200
-	b := newBus(t, servicelive.WithBuffer(n))
+	b := newBus(t, servicelive.WithSubscriptionBuffer(n))
 	all := subscribe(t, b, ">")
 	web1 := subscribe(t, b, "decky.web1.>")
 	var want, wantWeb1 []string
@@ -191,7 +191,7 @@ func TestLocalBusOrder(t *testing.T) {
 func TestLocalBusSameOrderForAll(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	const publishers, each = 4, 100
-	b := newBus(t, servicelive.WithBuffer(publishers*each))
+	b := newBus(t, servicelive.WithSubscriptionBuffer(publishers*each))
 	s1, s2 := subscribe(t, b, ">"), subscribe(t, b, "decky.>")
 	var wg sync.WaitGroup
 	for p := range publishers {
@@ -216,7 +216,7 @@ func TestLocalBusSameOrderForAll(t *testing.T) {
 func TestLocalBusDropsNewEventsWhenFull(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	const buffer, n = 4, 1000
-	b := newBus(t, servicelive.WithBuffer(buffer))
+	b := newBus(t, servicelive.WithSubscriptionBuffer(buffer))
 	stuck := subscribe(t, b, ">")            // never read
 	other := subscribe(t, b, "decky.web2.>") // matches nothing published: never fills
 	done := make(chan error, 1)
@@ -271,10 +271,11 @@ func TestLocalBusBufferOption(t *testing.T) {
 	}{
 		{"default", servicelive.NewLocalBus(), 64},
 		{"zero value", &servicelive.LocalBus{}, 64},
-		{"WithBuffer(1)", servicelive.NewLocalBus(servicelive.WithBuffer(1)), 1},
-		{"WithBuffer(10)", servicelive.NewLocalBus(servicelive.WithBuffer(10)), 10},
-		{"WithBuffer(0)", servicelive.NewLocalBus(servicelive.WithBuffer(0)), 1},
-		{"WithBuffer(-5)", servicelive.NewLocalBus(servicelive.WithBuffer(-5)), 1},
+		{"WithBuffer(1)", servicelive.NewLocalBus(servicelive.WithSubscriptionBuffer(1)), 1},
+		{"WithBuffer(10)", servicelive.NewLocalBus(servicelive.WithSubscriptionBuffer(10)), 10},
+		{"WithBuffer(0)", servicelive.NewLocalBus(servicelive.WithSubscriptionBuffer(0)), 1},
+		{"WithBuffer(-5)", servicelive.NewLocalBus(servicelive.WithSubscriptionBuffer(-5)), 1},
+		{"deprecated WithBuffer(7)", servicelive.NewLocalBus(servicelive.WithBuffer(7)), 7},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,7 +367,7 @@ func TestLocalBusClose(t *testing.T) {
 func TestLocalBusConcurrent(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	for round := range 20 {
-		b := servicelive.NewLocalBus(servicelive.WithBuffer(8))
+		b := servicelive.NewLocalBus(servicelive.WithSubscriptionBuffer(8))
 		var wg sync.WaitGroup
 		start := make(chan struct{})
 		for p := range 4 {
@@ -507,7 +508,7 @@ func TestEventTopic(t *testing.T) {
 }
 
 func ExampleLocalBus() {
-	bus := servicelive.NewLocalBus(servicelive.WithBuffer(16))
+	bus := servicelive.NewLocalBus(servicelive.WithSubscriptionBuffer(16))
 	defer bus.Close()
 
 	// Watch services being added to any decky.
