@@ -96,6 +96,3 @@ func TestBadNameMessages(t *testing.T) {
 		}
 	}
 }
-
-	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || containsStr(s[1:], sub)))
-}
