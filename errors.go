@@ -1,6 +1,7 @@
 package servicelive
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,7 +30,8 @@ var (
 	// ErrEngine reports that the Composer (the engine) failed, panicked or
 	// was cut short by ctx (Error.Stage is StageEngine).
 	ErrEngine = errors.New("engine failure")
-	// ErrStore reports that the Store failed (Error.Stage is StageStore).
+	// ErrStore reports that the Store failed (Error.Stage is StageStore;
+	// a Store call cut short by ctx matches ctx's error, not ErrStore).
 	ErrStore = errors.New("store failure")
 )
 
@@ -92,7 +94,7 @@ func (e *Error) Error() string {
 
 // Unwrap returns the sentinel (when there is one), the failure class
 // (ErrEngine for StageEngine; ErrStore for StageStore, unless the Store
-// refused with a sentinel) and the cause.
+// refused with a sentinel or ctx ended) and the cause.
 func (e *Error) Unwrap() []error {
 	errs := make([]error, 0, 3)
 	if e.Kind != nil {
@@ -101,7 +103,8 @@ func (e *Error) Unwrap() []error {
 	switch {
 	case e.Stage == StageEngine:
 		errs = append(errs, ErrEngine)
-	case e.Stage == StageStore && e.Kind == nil && !isRefusal(e.Err):
+	case e.Stage == StageStore && e.Kind == nil && !isRefusal(e.Err) &&
+		!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded):
 		errs = append(errs, ErrStore)
 	}
 	if e.Err != nil {
