@@ -6,8 +6,8 @@
 // A Manager ties together three small interfaces:
 //
 //   - a Store, the source of truth for the deckies of the fleet and of each
-//     topology (MemoryStore, FileStore, or your own, checked by
-//     servicelivetest.TestStore);
+//     topology (MemoryStore, FileStore, package sqlstore for SQLite and
+//     PostgreSQL, or your own, checked by servicelivetest.TestStore);
 //   - a Composer, which applies one compose service to a container engine
 //     (dockercompose.Composer drives the Docker Compose SDK in-process;
 //     servicelivetest.Composer records calls for tests);
@@ -30,9 +30,25 @@
 // failure puts the file back and persists nothing. Each successful call
 // publishes exactly one Event, before returning.
 //
+// UpdateServiceConfig replaces a running service's configuration in place;
+// with WithRecreate only that service's container is recreated, and a failure
+// brings the old configuration and container back.
+//
 // Refusals change nothing and match one sentinel, for callers to map to
 // status codes: ErrInvalidService (422), ErrNotFound (404), ErrConflict
-// (409). Engine and I/O failures match none of them and wrap their cause.
+// (409). Other failures match none of them, wrap their cause and name the
+// failing component: ErrEngine or ErrStore, and Error.Stage.
+//
+// # Several processes
+//
+// Mutations of one decky are serialised by the Manager in its process and,
+// when the Store is a DeckyLocker (MemoryStore within a process; FileStore
+// and SQLite across the processes of a host; PostgreSQL across hosts), by
+// the Store's decky locks across every Manager sharing it: AddService,
+// RemoveService, UpdateServiceConfig and the per-decky work of Deploy and
+// Reconcile, compose files included. An AddService also holds the locks of
+// the deckies whose compose keys could collide with the new one, so two
+// processes never make the same compose key.
 //
 // # Compose projects and files
 //
