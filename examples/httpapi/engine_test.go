@@ -29,8 +29,11 @@ func engineClient(t *testing.T) client.APIClient {
 // TestEngine runs the server with -engine on the real Docker Engine, under
 // its own compose project names: it deploys the demo deckies, adds a
 // service through the API (the container runs, in the base's network
-// namespace, and answers with the configured banner), removes it, and tears
-// everything down on shutdown.
+// namespace, and answers with the configured banner), reconfigures it
+// (stored only: the container is untouched; then applied: only its
+// container is recreated, and answers with the new banner on the new port),
+// reads the decky back, removes the service, and tears everything down on
+// shutdown.
 func TestEngine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real engine: skipped with -short")
@@ -95,7 +98,7 @@ func TestEngine(t *testing.T) {
 	assert.ElementsMatch(t, []string{project + ".web1:running", project + ".web1.http:running", project + ".web2:running"},
 		containers(ctx, "servicelive.topology="), "the fleet is deployed")
 
-	call := func(method, path, body string) (int, deckyResponse) {
+	send := func(method, path, body string, v any) int {
 		t.Helper()
 		req, err := http.NewRequestWithContext(ctx, method, addr+path, strings.NewReader(body))
 		require.NoError(t, err)
@@ -103,9 +106,13 @@ func TestEngine(t *testing.T) {
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+		return resp.StatusCode
+	}
+	call := func(method, path, body string) (int, deckyResponse) {
+		t.Helper()
 		var got deckyResponse
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
-		return resp.StatusCode, got
+		return send(method, path, body, &got), got
 	}
 
 	code, got := call("POST", "/api/v1/deckies/web2/services", `{"name": "ssh", "config": {"port": 2222, "banner": "SSH-2.0-httpapi-test"}}`)
@@ -120,17 +127,37 @@ func TestEngine(t *testing.T) {
 	for _, ep := range base.Container.NetworkSettings.Networks {
 		ip = ep.IPAddress.String()
 	}
-	// Running is not listening yet: the service may still be binding its port.
-	var conn net.Conn
-	require.Eventually(t, func() bool {
-		conn, err = net.DialTimeout("tcp", net.JoinHostPort(ip, "2222"), time.Second)
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, "dial the service through the base's IP")
-	require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	require.NoError(t, conn.Close())
-	require.NoError(t, err)
-	assert.Equal(t, "SSH-2.0-httpapi-test\r\n", line)
+	assert.Equal(t, "SSH-2.0-httpapi-test\r\n", readLine(t, net.JoinHostPort(ip, "2222")))
+
+	// Reconfigured without ?apply: stored, the container keeps running as it was.
+	id := func(name string) string {
+		t.Helper()
+		in, err := api.ContainerInspect(ctx, project+"."+name, client.ContainerInspectOptions{})
+		require.NoError(t, err)
+		return in.Container.ID + " " + in.Container.State.StartedAt
+	}
+	baseID, sshID := id("web2"), id("web2.ssh")
+	var conf configResponse
+	require.Equal(t, http.StatusOK, send("PUT", "/api/v1/deckies/web2/services/ssh/config", `{"port": 2222, "banner": "SSH-2.0-reconfigured"}`, &conf), "%s", stderr)
+	assert.Equal(t, configResponse{DeckyName: "web2", Service: "ssh", ConfigKeys: []string{"banner", "port"}}, conf)
+	assert.Equal(t, sshID, id("web2.ssh"), "not applied: the container is untouched")
+	assert.Equal(t, "SSH-2.0-httpapi-test\r\n", readLine(t, net.JoinHostPort(ip, "2222")))
+
+	// With ?apply=true: that container, and only it, is recreated with it.
+	require.Equal(t, http.StatusOK, send("PUT", "/api/v1/deckies/web2/services/ssh/config?apply=true", `{"port": 2223, "banner": "SSH-2.0-applied"}`, &conf), "%s", stderr)
+	assert.Equal(t, configResponse{DeckyName: "web2", Service: "ssh", ConfigKeys: []string{"banner", "port"}, Applied: true}, conf)
+	assert.NotEqual(t, sshID, id("web2.ssh"), "recreated")
+	assert.Equal(t, baseID, id("web2"), "the base is untouched")
+	assert.Equal(t, "SSH-2.0-applied\r\n", readLine(t, net.JoinHostPort(ip, "2223")))
+
+	// The read shows the keys, never the values.
+	var view deckyView
+	require.Equal(t, http.StatusOK, send("GET", "/api/v1/deckies/web2", "", &view))
+	assert.Equal(t, deckyView{DeckyName: "web2", Services: []string{"ssh"}, ConfigKeys: map[string][]string{"ssh": {"banner", "port"}}}, view)
+	var scope scopeResponse
+	require.Equal(t, http.StatusOK, send("GET", "/api/v1/deckies", "", &scope))
+	require.Len(t, scope.Deckies, 2)
+	assert.Equal(t, []string{"http"}, scope.Deckies[0].Services)
 
 	code, got = call("DELETE", "/api/v1/deckies/web2/services/ssh", "")
 	require.Equal(t, http.StatusOK, code, "%s", stderr)
@@ -145,4 +172,21 @@ func TestEngine(t *testing.T) {
 		t.Fatalf("run did not return after cancel: %s", stderr)
 	}
 	assert.Empty(t, containers(context.Background(), "servicelive.decky"), "torn down at exit (in-memory state)")
+}
+
+// readLine dials addr until it answers (a container that runs may still be
+// binding its port) and returns the first line it writes.
+func readLine(t *testing.T, addr string) string {
+	t.Helper()
+	var conn net.Conn
+	require.Eventually(t, func() bool {
+		var err error
+		conn, err = net.DialTimeout("tcp", addr, time.Second)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "dial %s", addr)
+	require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	require.NoError(t, conn.Close())
+	require.NoError(t, err)
+	return line
 }

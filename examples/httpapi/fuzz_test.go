@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -14,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/decnet/servicelive"
+	"github.com/decnet/servicelive/servicelivetest"
 )
 
 // muxAnswersJSON says whether the server answers in JSON the authenticated
@@ -28,10 +31,16 @@ const muxAnswersJSON = true
 
 // fuzzRoutes are the documented routes, by pattern.
 var fuzzRoutes = []string{
+	"GET /api/v1/deckies",
+	"GET /api/v1/deckies/{decky}",
 	"POST /api/v1/deckies/{decky}/services",
 	"DELETE /api/v1/deckies/{decky}/services/{service}",
+	"PUT /api/v1/deckies/{decky}/services/{service}/config",
+	"GET /api/v1/topologies/{id}/deckies",
+	"GET /api/v1/topologies/{id}/deckies/{decky}",
 	"POST /api/v1/topologies/{id}/deckies/{decky}/services",
 	"DELETE /api/v1/topologies/{id}/deckies/{decky}/services/{service}",
+	"PUT /api/v1/topologies/{id}/deckies/{decky}/services/{service}/config",
 }
 
 // route returns the documented route req takes ("" if none) and the path
@@ -89,15 +98,17 @@ func unknownField(body string) bool {
 // body, parsed by net/http as its server would — to the admin API over fakes.
 // It never panics; without the token it is a JSON 401 and nothing changes;
 // with it, a routed request is answered in JSON with a documented status
-// (never 500: the fakes do not fail), a body over 64 KiB or with an unknown
-// field is a 400, and the store changes only on success, exactly as the
+// (never 500: the fakes do not fail), a POST or PUT body over 64 KiB (or a
+// POST's unknown field) is a 400, a GET changes nothing and answers what
+// the store holds, and the store changes only on success, exactly as the
 // response says.
 func FuzzHandler(f *testing.F) {
 	const (
-		fleetAdd = "/api/v1/deckies/web2/services"
-		topoAdd  = "/api/v1/topologies/lab/deckies/edge1/services"
-		fleetDel = "/api/v1/deckies/web1/services/http"
-		bearer   = "Bearer " + testToken
+		fleetAdd  = "/api/v1/deckies/web2/services"
+		topoAdd   = "/api/v1/topologies/lab/deckies/edge1/services"
+		fleetDel  = "/api/v1/deckies/web1/services/http"
+		fleetConf = "/api/v1/deckies/web1/services/http/config"
+		bearer    = "Bearer " + testToken
 	)
 	oversized := `{"name": "ssh", "config": {"banner": "` + strings.Repeat("x", maxBodyBytes) + `"}}`
 	seeds := []struct{ method, path, auth, body string }{
@@ -153,6 +164,43 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/nowhere", bearer, ``},
 		{"GET", "/nowhere", "", ``},
 		{"POST", "http://evil.example" + fleetAdd, bearer, `{"name": "http"}`},
+
+		// The reads.
+		{"GET", "/api/v1/deckies", bearer, ``},
+		{"GET", "/api/v1/deckies/web1", bearer, ``},
+		{"HEAD", "/api/v1/deckies/web1", bearer, ``},
+		{"GET", "/api/v1/topologies/lab/deckies", bearer, ``},
+		{"GET", "/api/v1/topologies/lab/deckies/edge1", bearer, `{"ignored": true}`},
+		{"GET", "/api/v1/topologies/nope/deckies", bearer, ``},
+		{"GET", "/api/v1/topologies/lab_1/deckies", bearer, ``},
+		{"GET", "/api/v1/deckies/nope", bearer, ``},
+		{"GET", "/api/v1/deckies/Web1", bearer, ``},
+		{"GET", "/api/v1/deckies/..%2Fweb1", bearer, ``},
+		{"GET", "/api/v1/deckies/", bearer, ``},
+		{"GET", "/api/v1/deckies?x=1", bearer, ``},
+		{"GET", "/api/v1/deckies", "", ``},
+		{"DELETE", "/api/v1/deckies", bearer, ``},
+
+		// PUT .../config.
+		{"PUT", fleetConf, bearer, `{"port": 2222}`},
+		{"PUT", fleetConf + "?apply=true", bearer, `{"banner": "x"}`},
+		{"PUT", fleetConf + "?apply=1&apply=0", bearer, `{}`},
+		{"PUT", fleetConf + "?apply=maybe", bearer, `{}`},
+		{"PUT", fleetConf + "?apply=%zz", bearer, `{}`},
+		{"PUT", fleetConf + "?apply", bearer, `{}`},
+		{"PUT", fleetConf, bearer, `null`},
+		{"PUT", fleetConf, bearer, `[]`},
+		{"PUT", fleetConf, bearer, `{"port": 2222} {}`},
+		{"PUT", fleetConf, bearer, `{"banner": "` + strings.Repeat("x", maxBodyBytes) + `"}`},
+		{"PUT", "/api/v1/deckies/web1/services/ssh/config?apply=true", bearer, `{"port": "eighty"}`},
+		{"PUT", "/api/v1/deckies/web1/services/ssh/config", bearer, `{"port": 22}`},
+		{"PUT", "/api/v1/deckies/web1/services/llmnr/config", bearer, `{}`},
+		{"PUT", "/api/v1/deckies/nope/services/http/config", bearer, `{}`},
+		{"PUT", "/api/v1/topologies/lab/deckies/edge1/services/http/config?apply=true", bearer, `{}`},
+		{"PUT", "/api/v1/deckies/web1/services/http/config/", bearer, `{}`},
+		{"PUT", fleetConf, "", `{}`},
+		{"POST", fleetConf, bearer, `{}`},
+		{"GET", fleetConf, bearer, ``},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.auth, s.body)
@@ -230,27 +278,43 @@ func FuzzHandler(f *testing.F) {
 		}
 
 		isJSON()
-		add := strings.HasPrefix(pattern, "POST ")
-		ok, codes := http.StatusOK, []int{200, 404, 409, 422}
-		if add {
+		verb, _, _ := strings.Cut(pattern, " ")
+		add, remove, configure, read := verb == "POST", verb == "DELETE", verb == "PUT", verb == "GET"
+		withBody := add || configure
+		var ok int
+		var codes []int
+		switch {
+		case add:
 			ok, codes = http.StatusCreated, []int{201, 400, 404, 409, 422}
+		case remove:
+			ok, codes = http.StatusOK, []int{200, 404, 409, 422}
+		case configure:
+			ok, codes = http.StatusOK, []int{200, 400, 404, 409, 422}
+		case read:
+			ok, codes = http.StatusOK, []int{200, 404, 422}
 		}
 		if !slices.Contains(codes, rec.Code) {
 			t.Fatalf("%s: %d %q, want one of %v", pattern, rec.Code, rec.Body, codes)
 		}
-		if add && len(body) > maxBodyBytes && rec.Code != http.StatusBadRequest {
+		if withBody && len(body) > maxBodyBytes && rec.Code != http.StatusBadRequest {
 			t.Fatalf("body of %d bytes: %d, want 400", len(body), rec.Code)
 		}
 		if add && unknownField(body) && rec.Code != http.StatusBadRequest {
 			t.Fatalf("body %q with an unknown field: %d, want 400", body, rec.Code)
 		}
 		ref := servicelive.TopologyDecky(values["id"], values["decky"])
-		if rec.Code != ok {
+		switch {
+		case rec.Code != ok:
 			if e := decodeStrictBody[errorResponse](t, rec); e.Error == "" || strings.Contains(e.Error, "internal") {
 				t.Fatalf("%d with error %q", rec.Code, e.Error)
 			}
 			unchanged(fmt.Sprintf("%s refused with %d", pattern, rec.Code))
-		} else {
+		case read:
+			unchanged("a read")
+			checkRead(t, fx, pattern, ref, rec)
+		case configure:
+			checkConfigure(t, fx, req, ref, values["service"], rec, before, after, calls)
+		default:
 			resp := decodeStrictBody[deckyResponse](t, rec)
 			if resp.DeckyName != ref.Decky || resp.TopologyID != ref.Topology || resp.Services == nil {
 				t.Fatalf("response %+v for %v", resp, ref)
@@ -260,32 +324,21 @@ func FuzzHandler(f *testing.F) {
 				t.Fatalf("response says %v, the store %v", resp.Services, d.Services)
 			}
 			// Exactly this decky changed, by one service.
-			var old servicelive.Decky
-			for _, x := range before[ref.Topology] {
-				if x.Name == ref.Decky {
-					old = x
-				}
-			}
+			old := deckyIn(before, ref)
 			switch {
 			case add && (len(d.Services) != len(old.Services)+1 || !slices.Equal(d.Services[:len(old.Services)], old.Services)):
 				t.Fatalf("add: %v -> %v", old.Services, d.Services)
 			case !add && (len(d.Services) != len(old.Services)-1 || slices.Contains(d.Services, values["service"]) || !old.HasService(values["service"])):
 				t.Fatalf("remove %s: %v -> %v", values["service"], old.Services, d.Services)
 			}
-			for scope := range before {
-				for i, x := range before[scope] {
-					if (scope != ref.Topology || x.Name != ref.Decky) && !reflect.DeepEqual(x, after[scope][i]) {
-						t.Fatalf("%v changed %s/%s: %+v -> %+v", ref, scope, x.Name, x, after[scope][i])
-					}
-				}
-			}
+			onlyChanged(t, ref, before, after)
 			if len(calls) != 1 {
 				t.Fatalf("%d composer calls, want 1", len(calls))
 			}
 		}
 
 		// The same request with its body over the limit is a 400, and changes nothing.
-		if add && len(body) <= maxBodyBytes {
+		if withBody && len(body) <= maxBodyBytes {
 			big := body + strings.Repeat(" ", maxBodyBytes+1-len(body))
 			r2 := req.Clone(req.Context())
 			r2.Body, r2.ContentLength = io.NopCloser(strings.NewReader(big)), int64(len(big))
@@ -300,6 +353,97 @@ func FuzzHandler(f *testing.F) {
 			}
 		}
 	})
+}
+
+// deckyIn returns the decky ref names in a snapshot (the zero Decky if none).
+func deckyIn(snapshot map[string][]servicelive.Decky, ref servicelive.Ref) servicelive.Decky {
+	for _, d := range snapshot[ref.Topology] {
+		if d.Name == ref.Decky {
+			return d
+		}
+	}
+	return servicelive.Decky{}
+}
+
+// onlyChanged fails unless every decky but ref's is the same in both snapshots.
+func onlyChanged(t *testing.T, ref servicelive.Ref, before, after map[string][]servicelive.Decky) {
+	t.Helper()
+	for scope := range before {
+		for i, x := range before[scope] {
+			if (scope != ref.Topology || x.Name != ref.Decky) && !reflect.DeepEqual(x, after[scope][i]) {
+				t.Fatalf("%v changed %s/%s: %+v -> %+v", ref, scope, x.Name, x, after[scope][i])
+			}
+		}
+	}
+}
+
+// checkRead checks a successful GET against the store: the listing of the
+// scope, or the decky, with its services and their configuration keys.
+func checkRead(t *testing.T, fx *fixture, pattern string, ref servicelive.Ref, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if strings.HasSuffix(pattern, "/deckies") {
+		resp := decodeStrictBody[scopeResponse](t, rec)
+		ds, err := fx.store.List(context.Background(), ref.Topology)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.TopologyID != ref.Topology || resp.Deckies == nil || len(resp.Deckies) != len(ds) {
+			t.Fatalf("listing %+v of scope %q, the store has %d deckies", resp, ref.Topology, len(ds))
+		}
+		for i, d := range ds {
+			if want := view(ref.Topology, d); !reflect.DeepEqual(resp.Deckies[i], want) {
+				t.Fatalf("listing shows %+v, the store %+v", resp.Deckies[i], want)
+			}
+		}
+		return
+	}
+	resp := decodeStrictBody[deckyView](t, rec)
+	d := fx.decky(t, ref)
+	want := view(ref.Topology, d)
+	if resp.DeckyName != ref.Decky || !reflect.DeepEqual(resp, want) {
+		t.Fatalf("GET %v shows %+v, the store %+v", ref, resp, want)
+	}
+	for _, s := range resp.Services {
+		if resp.ConfigKeys[s] == nil {
+			t.Fatalf("no config_keys for %s: %+v", s, resp)
+		}
+	}
+}
+
+// checkConfigure checks a successful PUT .../config: the response names the
+// decky and the keys stored, the decky's services are unchanged and only its
+// service's configuration may have changed, and the engine recreated that
+// service's container exactly when ?apply said so.
+func checkConfigure(t *testing.T, fx *fixture, req *http.Request, ref servicelive.Ref, service string, rec *httptest.ResponseRecorder,
+	before, after map[string][]servicelive.Decky, calls []servicelivetest.Call) {
+	t.Helper()
+	resp := decodeStrictBody[configResponse](t, rec)
+	apply, msg := applyQuery(req)
+	if msg != "" {
+		t.Fatalf("query %q accepted: %s", req.URL.RawQuery, msg)
+	}
+	if resp.DeckyName != ref.Decky || resp.TopologyID != ref.Topology || resp.Service != service || resp.ConfigKeys == nil || resp.Applied != apply {
+		t.Fatalf("response %+v for %v %s (apply %v)", resp, ref, service, apply)
+	}
+	old, d := deckyIn(before, ref), fx.decky(t, ref)
+	if !slices.Equal(old.Services, d.Services) || !d.HasService(service) {
+		t.Fatalf("configure %s: services %v -> %v", service, old.Services, d.Services)
+	}
+	if keys := slices.Sorted(maps.Keys(d.Config[service])); !slices.Equal(keys, resp.ConfigKeys) {
+		t.Fatalf("response says keys %v, the store %v", resp.ConfigKeys, keys)
+	}
+	for s, cfg := range old.Config {
+		if s != service && !reflect.DeepEqual(cfg, d.Config[s]) {
+			t.Fatalf("configure %s changed %s's config: %v -> %v", service, s, cfg, d.Config[s])
+		}
+	}
+	onlyChanged(t, ref, before, after)
+	switch {
+	case !apply && len(calls) != 0:
+		t.Fatalf("stored only, yet %d composer calls", len(calls))
+	case apply && (len(calls) != 1 || calls[0].Op != servicelivetest.OpUp || calls[0].Service != servicelive.ServiceKey(ref.Decky, service)):
+		t.Fatalf("applied: composer calls %+v, want one up of %s", calls, servicelive.ServiceKey(ref.Decky, service))
+	}
 }
 
 // decodeStrictBody decodes the whole response body into a T, refusing

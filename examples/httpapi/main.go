@@ -1,11 +1,21 @@
-// Command httpapi serves servicelive's admin API over HTTP: add a service to
-// a deployed decky, or remove one, in the fleet or in a topology.
+// Command httpapi serves servicelive's admin API over HTTP: list the deckies
+// of the fleet or of a topology and read one (its services and the keys of
+// their configurations, never the values), add a service to a deployed
+// decky, remove one, or replace a service's configuration.
 //
 //	SERVICELIVE_TOKEN=secret go run ./examples/httpapi
+//	curl -H 'Authorization: Bearer secret' http://127.0.0.1:8080/api/v1/deckies
 //	curl -H 'Authorization: Bearer secret' -d '{"name":"ssh","config":{"port":2222}}' \
 //	     http://127.0.0.1:8080/api/v1/deckies/web2/services
+//	curl -H 'Authorization: Bearer secret' -X PUT -d '{"port":2222,"banner":"SSH-2.0-OpenSSH_9.9"}' \
+//	     'http://127.0.0.1:8080/api/v1/deckies/web2/services/ssh/config?apply=true'
+//	curl -H 'Authorization: Bearer secret' http://127.0.0.1:8080/api/v1/deckies/web2
 //	curl -H 'Authorization: Bearer secret' -X DELETE \
 //	     http://127.0.0.1:8080/api/v1/deckies/web2/services/ssh
+//
+// A PUT of a configuration stores it (and rewrites the compose file); with
+// ?apply=true the service's container, and only it, is recreated with it at
+// once, else it keeps running with the old one until it is recreated.
 //
 // By default the state is a MemoryStore seeded with demo deckies and the
 // Composer is a stand-in that only logs what it would do (see composer.go);
@@ -65,12 +75,33 @@ type options struct {
 	engineOptions
 }
 
+// usage heads the -help text: the routes (newHandler has the details).
+const usage = `usage: httpapi [flags]
+
+Serves servicelive's admin API; every request needs "Authorization: Bearer <token>".
+
+  GET    /api/v1/deckies                              the fleet's deckies
+  GET    /api/v1/deckies/{decky}                      one decky: services, config keys (never values)
+  POST   /api/v1/deckies/{decky}/services             add: {"name": "ssh", "config": {...}}
+  DELETE /api/v1/deckies/{decky}/services/{service}   remove
+  PUT    /api/v1/deckies/{decky}/services/{service}/config[?apply=true]
+                                                      replace the config with the body (a JSON object);
+                                                      apply=true recreates the service's container now
+  The same under /api/v1/topologies/{id}/... for topology id.
+
+Flags:
+`
+
 // parseFlags reads the flags; the token comes from -token, else from the
 // environment, and is required.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("httpapi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address")
 	fs.StringVar(&o.token, "token", "", "bearer token required by every request (default $"+tokenEnv+", preferred: a flag shows in ps)")
 	fs.StringVar(&o.state, "state", "", "JSON state file (a FileStore; created with the demo deckies when missing); default: in memory, demo deckies")
@@ -142,7 +173,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newHandler(m, o.token, log),
+		Handler:           newHandler(m, store, reg, o.token, log),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// A real engine may build an image during an add: leave it time.
@@ -308,8 +339,11 @@ func demoDeckies(img demoImage) map[string][]servicelive.Decky {
 // refuses. Each runs img; with a banner command, as a banner server on its
 // port.
 func demoRegistry(img demoImage) (*servicelive.Registry, error) {
-	banner := func(port int, text string) func(servicelive.Decky, servicelive.Config, *types.ServiceConfig) {
+	banner := func(defaultPort int, defaultText string) func(servicelive.Decky, servicelive.Config, *types.ServiceConfig) {
 		return func(_ servicelive.Decky, cfg servicelive.Config, s *types.ServiceConfig) {
+			// Locals: a render must not leak into the next (the hook is
+			// shared by every decky, and may run concurrently).
+			port, text := defaultPort, defaultText
 			if p, ok := cfg["port"].(int); ok {
 				port = p
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -28,7 +30,8 @@ const testToken = "test-token-0123456789abcdef"
 var testImage = demoImage{ref: "servicelive-test:x", banner: []string{"banner"}}
 
 // fixture is the handler over a Manager with the demo registry, a
-// MemoryStore seeded with the demo deckies and a recording Composer.
+// MemoryStore seeded with the demo deckies and a recording Composer on which
+// they are deployed (its record of calls starts empty).
 type fixture struct {
 	h        http.Handler
 	store    *servicelive.MemoryStore
@@ -48,7 +51,10 @@ func newFixture(t *testing.T) *fixture {
 	log := slog.New(slog.NewTextHandler(f.logs, nil))
 	m, err := servicelive.New(f.store, f.composer, reg, servicelive.WithLogger(log))
 	require.NoError(t, err)
-	f.h = newHandler(m, testToken, log)
+	// Deployed, as under -engine: a service joins its decky's running base.
+	require.NoError(t, deployAll(context.Background(), m, f.store, slog.New(slog.DiscardHandler)))
+	f.composer.Reset()
+	f.h = newHandler(m, f.store, reg, testToken, log)
 	return f
 }
 
@@ -140,7 +146,7 @@ func TestAddFleet(t *testing.T) {
 	d := f.decky(t, servicelive.FleetDecky("web2"))
 	assert.Equal(t, []string{"ssh"}, d.Services)
 	assert.Equal(t, servicelive.Config{"port": 2222, "banner": "OpenSSH_9.6"}, d.Config["ssh"], "config coerced (port is an int)")
-	assert.Equal(t, []string{"web2-ssh"}, f.composer.Running())
+	assert.Equal(t, []string{"edge1", "web1", "web1-http", "web2", "web2-ssh"}, f.composer.Running())
 
 	// The registry's hook turned the config into the container's settings.
 	calls := f.composer.Calls()
@@ -214,9 +220,174 @@ func deckyNames(t *testing.T, f *fixture, topology string) []string {
 	return names
 }
 
+// TestListDeckies: the exact shape of a scope's listing, before and after
+// changes; a read calls no engine.
+func TestListDeckies(t *testing.T) {
+	f := newFixture(t)
+	rec := f.do(t, "GET", "/api/v1/deckies", "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"topology_id": "", "deckies": [
+		{"decky_name": "web1", "topology_id": "", "services": ["http"], "config_keys": {"http": []}},
+		{"decky_name": "web2", "topology_id": "", "services": [], "config_keys": {}}
+	]}`, rec.Body.String())
+	decodeStrict[scopeResponse](t, rec)
+
+	rec = f.do(t, "GET", "/api/v1/topologies/lab/deckies", "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"topology_id": "lab", "deckies": [
+		{"decky_name": "edge1", "topology_id": "lab", "services": [], "config_keys": {}}
+	]}`, rec.Body.String())
+	assert.Empty(t, f.composer.Calls(), "a read calls no engine")
+
+	// The listing follows the writes.
+	require.Equal(t, http.StatusCreated, f.do(t, "POST", "/api/v1/deckies/web2/services", `{"name": "ssh", "config": {"port": 2222, "banner": "b"}}`).Code)
+	require.Equal(t, http.StatusCreated, f.do(t, "POST", "/api/v1/deckies/web2/services", `{"name": "http"}`).Code)
+	require.Equal(t, http.StatusOK, f.do(t, "DELETE", "/api/v1/deckies/web1/services/http", "").Code)
+	rec = f.do(t, "GET", "/api/v1/deckies", "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"topology_id": "", "deckies": [
+		{"decky_name": "web1", "topology_id": "", "services": [], "config_keys": {}},
+		{"decky_name": "web2", "topology_id": "", "services": ["ssh", "http"], "config_keys": {"ssh": ["banner", "port"], "http": []}}
+	]}`, rec.Body.String())
+
+	// An empty topology (the MemoryStore keeps it) lists [] rather than null.
+	require.NoError(t, f.store.Delete(context.Background(), servicelive.TopologyDecky("lab", "edge1")))
+	rec = f.do(t, "GET", "/api/v1/topologies/lab/deckies", "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"topology_id": "lab", "deckies": []}`, rec.Body.String())
+}
+
+// TestGetDecky: one decky, its services and their configuration keys, in
+// the fleet and in a topology; HEAD answers as GET.
+func TestGetDecky(t *testing.T) {
+	f := newFixture(t)
+	require.Equal(t, http.StatusCreated, f.do(t, "POST", "/api/v1/deckies/web1/services", `{"name": "ssh", "config": {"port": 2222, "banner": "SSH-2.0-x"}}`).Code)
+	rec := f.do(t, "GET", "/api/v1/deckies/web1", "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"decky_name": "web1", "topology_id": "", "services": ["http", "ssh"], "config_keys": {"http": [], "ssh": ["banner", "port"]}}`, rec.Body.String())
+	assert.Equal(t, deckyView{DeckyName: "web1", Services: []string{"http", "ssh"}, ConfigKeys: map[string][]string{"http": {}, "ssh": {"banner", "port"}}},
+		decodeStrict[deckyView](t, rec))
+
+	rec = f.do(t, "GET", "/api/v1/topologies/lab/deckies/edge1", "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"decky_name": "edge1", "topology_id": "lab", "services": [], "config_keys": {}}`, rec.Body.String())
+
+	rec = f.do(t, "HEAD", "/api/v1/deckies/web2", "")
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Len(t, f.composer.Calls(), 1, "only the add called the engine")
+}
+
+// TestUpdateConfig: PUT .../config stores the whole new configuration and,
+// with ?apply=true, recreates that service's container (one Up) with it.
+func TestUpdateConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		topo    string // "" = the fleet, else topology lab's edge1
+		query   string
+		body    string
+		applied bool
+		want    servicelive.Config // stored
+		keys    []string
+	}{
+		{"stored", "", "", `{"port": 2200, "banner": "SSH-2.0-new"}`, false, servicelive.Config{"port": 2200, "banner": "SSH-2.0-new"}, []string{"banner", "port"}},
+		{"applied", "", "?apply=true", `{"port": 2200, "banner": "SSH-2.0-new"}`, true, servicelive.Config{"port": 2200, "banner": "SSH-2.0-new"}, []string{"banner", "port"}},
+		{"apply=1, topology", "lab", "?apply=1", `{"banner": "SSH-2.0-lab"}`, true, servicelive.Config{"banner": "SSH-2.0-lab"}, []string{"banner"}},
+		{"apply=false, other parameters ignored", "", "?apply=false&x=1", `{"banner": "SSH-2.0-new"}`, false, servicelive.Config{"banner": "SSH-2.0-new"}, []string{"banner"}},
+		{"unknown keys dropped, strings coerced", "", "?apply=TRUE", `{"port": "2201", "colour": "blue", "banner": ""}`, true, servicelive.Config{"port": 2201}, []string{"port"}},
+		{"{} clears", "lab", "?apply=true", `{}`, true, nil, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			ref, prefix := servicelive.FleetDecky("web2"), "/api/v1/deckies/web2"
+			if tt.topo != "" {
+				ref, prefix = servicelive.TopologyDecky("lab", "edge1"), "/api/v1/topologies/lab/deckies/edge1"
+			}
+			require.Equal(t, http.StatusCreated, f.do(t, "POST", prefix+"/services", `{"name": "ssh", "config": {"port": 22, "banner": "SSH-2.0-old"}}`).Code)
+			require.Equal(t, http.StatusCreated, f.do(t, "POST", prefix+"/services", `{"name": "http"}`).Code)
+			f.composer.Reset()
+			others := f.snapshot(t)
+
+			rec := f.do(t, "PUT", prefix+"/services/ssh/config"+tt.query, tt.body)
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			assert.Equal(t, configResponse{DeckyName: ref.Decky, TopologyID: ref.Topology, Service: "ssh", ConfigKeys: tt.keys, Applied: tt.applied},
+				decodeStrict[configResponse](t, rec))
+
+			d := f.decky(t, ref)
+			assert.Equal(t, []string{"ssh", "http"}, d.Services, "the services are unchanged")
+			assert.Equal(t, tt.want, d.Config["ssh"])
+			calls := f.composer.Calls()
+			if !tt.applied {
+				assert.Empty(t, calls, "stored only: the container keeps running as it is")
+			} else {
+				require.Len(t, calls, 1)
+				assert.Equal(t, servicelivetest.OpUp, calls[0].Op)
+				assert.Equal(t, ref.Decky+"-ssh", calls[0].Service, "only the service's container")
+				env := calls[0].Spec.Services[ref.Decky+"-ssh"].Environment
+				wantBanner, wantPort := "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n", "22"
+				if b, ok := tt.want["banner"].(string); ok {
+					wantBanner = b + "\r\n"
+				}
+				if p, ok := tt.want["port"].(int); ok {
+					wantPort = fmt.Sprint(p)
+				}
+				require.NotNil(t, env["BANNER"])
+				require.NotNil(t, env["PORT"])
+				assert.Equal(t, wantBanner, *env["BANNER"])
+				assert.Equal(t, wantPort, *env["PORT"])
+			}
+
+			// Nothing else changed.
+			after := f.snapshot(t)
+			for scope := range others {
+				for i, x := range others[scope] {
+					if scope != ref.Topology || x.Name != ref.Decky {
+						assert.Equal(t, x, after[scope][i])
+					}
+				}
+			}
+
+			// The read shows the new keys.
+			rec = f.do(t, "GET", prefix, "")
+			require.Equal(t, http.StatusOK, rec.Code)
+			assert.Equal(t, tt.keys, decodeStrict[deckyView](t, rec).ConfigKeys["ssh"])
+		})
+	}
+}
+
+// TestUpdateConfigEngineFailure: when the engine fails to recreate the
+// container, the answer is a bare 500, and the old configuration is stored
+// again and brought back on the engine.
+func TestUpdateConfigEngineFailure(t *testing.T) {
+	f := newFixture(t)
+	require.Equal(t, http.StatusCreated, f.do(t, "POST", "/api/v1/deckies/web2/services", `{"name": "ssh", "config": {"banner": "SSH-2.0-old"}}`).Code)
+	f.composer.Reset()
+	before := f.snapshot(t)
+	f.composer.FailNext(servicelivetest.OpUp, errors.New("no such image: registry.example/ssh:9.9 (secret detail)"))
+
+	rec := f.do(t, "PUT", "/api/v1/deckies/web2/services/ssh/config?apply=true", `{"banner": "SSH-2.0-new"}`)
+	require.Equal(t, http.StatusInternalServerError, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"error": "internal error"}`, rec.Body.String())
+	assert.Contains(t, f.logs.String(), "(secret detail)", "the detail is logged")
+	assert.NotContains(t, f.logs.String(), "SSH-2.0-new", "the config is not")
+	assert.Equal(t, before, f.snapshot(t), "the old config is stored again")
+	calls := f.composer.Calls()
+	require.Len(t, calls, 2, "the failed recreate, then the old container brought back")
+	for i, banner := range []string{"SSH-2.0-new\r\n", "SSH-2.0-old\r\n"} {
+		assert.Equal(t, "web2-ssh", calls[i].Service)
+		assert.Equal(t, banner, *calls[i].Spec.Services["web2-ssh"].Environment["BANNER"])
+	}
+
+	// The failure was one-off: a retry works.
+	rec = f.do(t, "PUT", "/api/v1/deckies/web2/services/ssh/config?apply=true", `{"banner": "SSH-2.0-new"}`)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, servicelive.Config{"banner": "SSH-2.0-new"}, f.decky(t, servicelive.FleetDecky("web2")).Config["ssh"])
+}
+
 // TestRefused: every 4xx, with its message, and nothing changed.
 func TestRefused(t *testing.T) {
 	const fleetAdd = "/api/v1/deckies/web2/services"
+	const fleetConf = "/api/v1/deckies/web1/services/http/config"
 	oversized := func(n int) string {
 		head, tail := `{"name": "ssh", "config": {"banner": "`, `"}}`
 		return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
@@ -266,6 +437,40 @@ func TestRefused(t *testing.T) {
 		{"bad topology id", "POST", "/api/v1/topologies/lab_1/deckies/edge1/services", `{"name": "ssh"}`, 422, "bad topology id"},
 		{"bad decky name, remove", "DELETE", "/api/v1/deckies/-web1/services/http", ``, 422, "bad decky name"},
 		{"bad service name, remove", "DELETE", "/api/v1/deckies/web1/services/HTTP", ``, 422, "bad service name"},
+
+		// PUT .../config: 400 (body, query), 404, 409, 422.
+		{"config: malformed JSON", "PUT", fleetConf, `{"port": 22`, 400, "malformed JSON"},
+		{"config: null", "PUT", fleetConf, `null`, 400, "want an object, got null"},
+		{"config: array", "PUT", fleetConf, `[{"port": 22}]`, 400, "want an object"},
+		{"config: string", "PUT", fleetConf, `"port=22"`, 400, "want an object"},
+		{"config: empty body", "PUT", fleetConf, ``, 400, "empty"},
+		{"config: trailing data", "PUT", fleetConf, `{} {}`, 400, "trailing data"},
+		{"config: oversized", "PUT", fleetConf, `{"banner": "` + strings.Repeat("x", maxBodyBytes) + `"}`, 400, "larger than 65536 bytes"},
+		{"config: apply not a bool", "PUT", fleetConf + "?apply=yes", `{}`, 400, `want true or false, got "yes"`},
+		{"config: apply empty", "PUT", fleetConf + "?apply", `{}`, 400, "want true or false"},
+		{"config: apply twice", "PUT", fleetConf + "?apply=true&apply=false", `{}`, 400, "more than once"},
+		{"config: malformed query", "PUT", fleetConf + "?apply=%zz", `{}`, 400, "malformed query"},
+		{"config: missing decky", "PUT", "/api/v1/deckies/nope/services/http/config", `{}`, 404, "not found"},
+		{"config: missing topology", "PUT", "/api/v1/topologies/nope/deckies/edge1/services/ssh/config?apply=true", `{}`, 404, "not found"},
+		{"config: not on", "PUT", "/api/v1/deckies/web2/services/ssh/config?apply=true", `{"port": 22}`, 409, "not on decky"},
+		{"config: not on, topology", "PUT", "/api/v1/topologies/lab/deckies/edge1/services/http/config", `{}`, 409, "not on decky"},
+		{"config: unknown service", "PUT", "/api/v1/deckies/web1/services/telnet/config", `{}`, 422, "unknown service"},
+		{"config: fleet singleton", "PUT", "/api/v1/deckies/web1/services/llmnr/config", `{}`, 422, "fleet-singleton"},
+		{"config: bad int", "PUT", "/api/v1/deckies/web1/services/ssh/config?apply=true", `{"port": "eighty"}`, 422, `config port: "eighty" is not an integer`},
+		{"config: non-scalar string", "PUT", "/api/v1/deckies/web1/services/ssh/config", `{"banner": ["a"]}`, 422, "config banner"},
+		{"config: bad service name", "PUT", "/api/v1/deckies/web1/services/HTTP/config", `{}`, 422, "bad service name"},
+		{"config: bad decky name", "PUT", "/api/v1/deckies/Web1/services/http/config", `{}`, 422, "bad decky name"},
+		{"config: bad topology id", "PUT", "/api/v1/topologies/lab_1/deckies/edge1/services/http/config", `{}`, 422, "bad topology id"},
+
+		// GET: 404, 422.
+		{"get missing decky", "GET", "/api/v1/deckies/nope", ``, 404, "not found"},
+		{"get missing topology", "GET", "/api/v1/topologies/nope/deckies/edge1", ``, 404, "not found"},
+		{"get decky of another scope", "GET", "/api/v1/topologies/lab/deckies/web1", ``, 404, "not found"},
+		{"list missing topology", "GET", "/api/v1/topologies/nope/deckies", ``, 404, "not found"},
+		{"get bad decky name", "GET", "/api/v1/deckies/Web1", ``, 422, `bad decky name "Web1"`},
+		{"get escaped decky name", "GET", "/api/v1/deckies/..%2Fetc", ``, 422, "bad decky name"},
+		{"get bad topology id", "GET", "/api/v1/topologies/lab_1/deckies/edge1", ``, 422, `bad topology id "lab_1"`},
+		{"list bad topology id", "GET", "/api/v1/topologies/-lab/deckies", ``, 422, `bad topology id "-lab"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,6 +497,15 @@ func TestBodyLimitExact(t *testing.T) {
 	// One byte more, even of whitespace, is not.
 	rec = f.do(t, "POST", "/api/v1/deckies/web2/services", body+" ")
 	require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+
+	// The same for a configuration.
+	body = `{"port": 2222}`
+	body += strings.Repeat(" ", maxBodyBytes-len(body))
+	rec = f.do(t, "PUT", "/api/v1/deckies/web1/services/ssh/config", body+" ")
+	require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+	require.Equal(t, http.StatusCreated, f.do(t, "POST", "/api/v1/deckies/web1/services", `{"name": "ssh"}`).Code)
+	rec = f.do(t, "PUT", "/api/v1/deckies/web1/services/ssh/config", body)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 }
 
 func TestUnauthorized(t *testing.T) {
@@ -300,8 +514,14 @@ func TestUnauthorized(t *testing.T) {
 		{"DELETE", "/api/v1/deckies/web1/services/http", ``},
 		{"POST", "/api/v1/topologies/lab/deckies/edge1/services", `{"name": "ssh"}`},
 		{"DELETE", "/api/v1/topologies/lab/deckies/edge1/services/http", ``},
+		{"GET", "/api/v1/deckies", ``},
+		{"GET", "/api/v1/deckies/web1", ``},
+		{"GET", "/api/v1/topologies/lab/deckies", ``},
+		{"HEAD", "/api/v1/topologies/lab/deckies/edge1", ``},
+		{"PUT", "/api/v1/deckies/web1/services/http/config?apply=true", `{}`},
+		{"PUT", "/api/v1/topologies/lab/deckies/edge1/services/http/config", `{}`},
 		{"POST", "/api/v1/deckies/web2/services", `{malformed`}, // auth comes before the body
-		{"GET", "/nowhere", ``}, // and before routing
+		{"GET", "/nowhere", ``},                                 // and before routing
 	}
 	auths := []struct {
 		name, header, challenge string
@@ -339,9 +559,10 @@ func TestAuthSchemeCaseInsensitive(t *testing.T) {
 func TestEmptyTokenRefusesEverything(t *testing.T) {
 	reg, err := demoRegistry(testImage)
 	require.NoError(t, err)
-	m, err := servicelive.New(servicelive.NewMemoryStore(demoDeckies(testImage)), new(servicelivetest.Composer), reg)
+	store := servicelive.NewMemoryStore(demoDeckies(testImage))
+	m, err := servicelive.New(store, new(servicelivetest.Composer), reg)
 	require.NoError(t, err)
-	h := newHandler(m, "", nil)
+	h := newHandler(m, store, reg, "", nil)
 	for _, auth := range []string{"", "Bearer ", "Bearer  "} {
 		req := httptest.NewRequest("POST", "/api/v1/deckies/web2/services", strings.NewReader(`{"name": "http"}`))
 		if auth != "" {
@@ -389,21 +610,57 @@ func TestEngineFailure(t *testing.T) {
 	}
 }
 
+// TestConfigNotLogged: configuration values (maybe secrets) reach neither
+// the log nor any response; their keys do.
 func TestConfigNotLogged(t *testing.T) {
 	f := newFixture(t)
-	rec := f.do(t, "POST", "/api/v1/deckies/web2/services", `{"name": "ssh", "config": {"banner": "hunter2-banner"}}`)
-	require.Equal(t, http.StatusCreated, rec.Code)
+	responses := new(strings.Builder)
+	for _, r := range []struct{ method, path, body string }{
+		{"POST", "/api/v1/deckies/web2/services", `{"name": "ssh", "config": {"banner": "hunter2-banner"}}`},
+		{"PUT", "/api/v1/deckies/web2/services/ssh/config", `{"banner": "hunter3-banner", "port": 31337}`},
+		{"PUT", "/api/v1/deckies/web2/services/ssh/config?apply=true", `{"banner": "hunter4-banner"}`},
+		{"GET", "/api/v1/deckies/web2", ``},
+		{"GET", "/api/v1/deckies", ``},
+	} {
+		rec := f.do(t, r.method, r.path, r.body)
+		require.Less(t, rec.Code, 300, "%s %s: %s", r.method, r.path, rec.Body)
+		responses.WriteString(rec.Body.String())
+	}
 	assert.Contains(t, f.logs.String(), "service added")
-	assert.NotContains(t, f.logs.String(), "hunter2")
+	assert.Contains(t, f.logs.String(), "service configured")
+	assert.Contains(t, f.logs.String(), "banner", "the keys are logged")
+	assert.Contains(t, responses.String(), `"banner"`, "the keys are shown")
+	for _, secret := range []string{"hunter", "31337"} {
+		assert.NotContains(t, f.logs.String(), secret)
+		assert.NotContains(t, responses.String(), secret)
+	}
 }
 
+// TestMethodNotAllowed: a route asked with another method is a JSON 405
+// whose Allow lists the methods it takes.
 func TestMethodNotAllowed(t *testing.T) {
-	f := newFixture(t)
-	req := httptest.NewRequest("GET", "/api/v1/deckies/web1/services", nil)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	rec := httptest.NewRecorder()
-	f.h.ServeHTTP(rec, req)
-	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+	tests := []struct{ method, path, allow string }{
+		{"GET", "/api/v1/deckies/web1/services", "POST"},
+		{"PUT", "/api/v1/deckies/web1/services", "POST"},
+		{"PATCH", "/api/v1/deckies/web1", "GET, HEAD"},
+		{"DELETE", "/api/v1/deckies", "GET, HEAD"},
+		{"POST", "/api/v1/topologies/lab/deckies", "GET, HEAD"},
+		{"GET", "/api/v1/deckies/web1/services/http", "DELETE"},
+		{"POST", "/api/v1/deckies/web1/services/http/config", "PUT"},
+		{"GET", "/api/v1/topologies/lab/deckies/edge1/services/http/config", "PUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			f := newFixture(t)
+			before := f.snapshot(t)
+			rec := f.do(t, tt.method, tt.path, `{}`)
+			require.Equal(t, http.StatusMethodNotAllowed, rec.Code, rec.Body.String())
+			assert.Equal(t, tt.allow, rec.Header().Get("Allow"))
+			assert.Equal(t, "method not allowed", decodeStrict[errorResponse](t, rec).Error)
+			assert.Equal(t, before, f.snapshot(t))
+			assert.Empty(t, f.composer.Calls())
+		})
+	}
 }
 
 // TestConcurrentAdds: many requests adding the same service to one decky:
@@ -461,6 +718,14 @@ func TestParseFlags(t *testing.T) {
 
 	_, err = parseFlags([]string{"extra"}, env(map[string]string{tokenEnv: "x"}), &stderr)
 	assert.Error(t, err)
+
+	// -h lists the routes, then the flags.
+	stderr.Reset()
+	_, err = parseFlags([]string{"-h"}, env(nil), &stderr)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	assert.Contains(t, stderr.String(), "PUT    /api/v1/deckies/{decky}/services/{service}/config[?apply=true]")
+	assert.Contains(t, stderr.String(), "GET    /api/v1/deckies/{decky} ")
+	assert.Contains(t, stderr.String(), "-token string")
 }
 
 func TestOpenStore(t *testing.T) {
@@ -566,4 +831,39 @@ func TestDeployAndTeardownAll(t *testing.T) {
 	assert.Equal(t, []string{"edge1", "web1", "web1-http", "web2"}, f.composer.Running())
 	require.NoError(t, teardownAll(m, f.store, log))
 	assert.Empty(t, f.composer.Running())
+}
+
+// TestDemoRegistryRendersIndependently: the demo's Compose hooks keep no
+// state: a render neither changes an earlier one's result nor leaks its
+// configuration into the next, even concurrently (run with -race).
+func TestDemoRegistryRendersIndependently(t *testing.T) {
+	reg, err := demoRegistry(testImage)
+	require.NoError(t, err)
+	ssh, ok := reg.Lookup("ssh")
+	require.True(t, ok)
+	render := func(cfg servicelive.Config) *types.ServiceConfig {
+		s := new(types.ServiceConfig)
+		ssh.Compose(servicelive.Decky{Name: "web1"}, cfg, s)
+		return s
+	}
+	configured := render(servicelive.Config{"port": 2200, "banner": "SSH-2.0-configured"})
+	plain := render(nil)
+	assert.Equal(t, "2200", *configured.Environment["PORT"])
+	assert.Equal(t, "SSH-2.0-configured\r\n", *configured.Environment["BANNER"], "unchanged by the next render")
+	assert.Equal(t, "22", *plain.Environment["PORT"], "the default, not the previous render's")
+	assert.Equal(t, "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n", *plain.Environment["BANNER"])
+
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			want := fmt.Sprint("SSH-2.0-", i)
+			for range 100 {
+				if got := *render(servicelive.Config{"banner": want}).Environment["BANNER"]; got != want+"\r\n" {
+					t.Errorf("rendered %q, want %q", got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
