@@ -20,10 +20,12 @@ import (
 	"github.com/decnet/servicelive/servicelivetest"
 )
 
-// env is a Manager over fakes, with a store that counts its calls.
+// env is a Manager over fakes (a servicelivetest.Harness), with a store
+// that counts its calls.
 type env struct {
+	*servicelivetest.Harness
 	m        *sl.Manager
-	store    *countingStore
+	store    *countingStore // the Manager's Store: mem, counted
 	mem      *sl.MemoryStore
 	composer *servicelivetest.Composer
 	bus      *servicelivetest.Bus
@@ -50,10 +52,10 @@ func (s *countingStore) Update(ctx context.Context, ref sl.Ref, fn func(*sl.Deck
 	return s.Store.Update(ctx, ref, fn)
 }
 
-func testRegistry(t testing.TB) *sl.Registry {
-	t.Helper()
-	reg, err := sl.NewRegistry(
-		sl.Service{Name: "ssh", Image: "decnet/ssh", Ports: []int{22}, Schema: []sl.Field{
+// testServices are the services of the tests' registry.
+func testServices() []sl.Service {
+	return []sl.Service{
+		{Name: "ssh", Image: "decnet/ssh", Ports: []int{22}, Schema: []sl.Field{
 			{Key: "port", Type: sl.FieldInt},
 			{Key: "banner", Type: sl.FieldString},
 		}, Compose: func(d sl.Decky, cfg sl.Config, s *types.ServiceConfig) {
@@ -61,30 +63,65 @@ func testRegistry(t testing.TB) *sl.Registry {
 				s.Environment = types.MappingWithEquals{"BANNER": &b}
 			}
 		}},
-		sl.Service{Name: "http", Image: "decnet/http", Ports: []int{80}},
-		sl.Service{Name: "b-c", Image: "decnet/bc"},
-		sl.Service{Name: "c", Image: "decnet/c"},
-		sl.Service{Name: "llmnr", Image: "decnet/llmnr", FleetSingleton: true},
-	)
+		{Name: "http", Image: "decnet/http", Ports: []int{80}},
+		{Name: "b-c", Image: "decnet/bc"},
+		{Name: "c", Image: "decnet/c"},
+		{Name: "llmnr", Image: "decnet/llmnr", FleetSingleton: true},
+	}
+}
+
+func testRegistry(t testing.TB) *sl.Registry {
+	t.Helper()
+	reg, err := sl.NewRegistry(testServices()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return reg
 }
 
-func newEnv(t testing.TB, opts ...sl.Option) *env {
-	t.Helper()
-	mem := sl.NewMemoryStore(map[string][]sl.Decky{
+// testDeckies are the deckies of every env: in the fleet web1 (with http,
+// on decnet_lan) and web2 (bare); in topology Lab, web1.
+func testDeckies() map[string][]sl.Decky {
+	return map[string][]sl.Decky{
 		"":    {{Name: "web1", Image: "decnet/base", IP: "10.0.0.5", Network: "decnet_lan", Services: []string{"http"}}, {Name: "web2", Image: "decnet/base"}},
 		"Lab": {{Name: "web1", Image: "decnet/base"}},
-	})
-	e := &env{store: &countingStore{Store: mem}, mem: mem, composer: &servicelivetest.Composer{}, bus: &servicelivetest.Bus{}}
-	m, err := sl.New(e.store, e.composer, testRegistry(t), append([]sl.Option{sl.WithBus(e.bus)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
 	}
-	e.m = m
-	return e
+}
+
+// newEnv returns an env over testDeckies whose Manager has opts. Its
+// Composer is lenient: nothing is deployed, yet services come up (the
+// tests of other files rely on it). Tests of this file use newDeployedEnv
+// or newStrictEnv, whose Composer is as strict as an engine.
+func newEnv(t testing.TB, opts ...sl.Option) *env {
+	t.Helper()
+	return newEnvWith(t, servicelivetest.Lenient(), servicelivetest.WithManagerOptions(opts...))
+}
+
+// newDeployedEnv returns an env over testDeckies with every scope deployed
+// (and the call log then reset) and a strict Composer.
+func newDeployedEnv(t testing.TB, opts ...sl.Option) *env {
+	t.Helper()
+	return newEnvWith(t, servicelivetest.Deployed(), servicelivetest.WithManagerOptions(opts...))
+}
+
+// newStrictEnv returns an env over testDeckies, nothing deployed, with a
+// strict Composer.
+func newStrictEnv(t testing.TB, opts ...sl.Option) *env {
+	t.Helper()
+	return newEnvWith(t, servicelivetest.WithManagerOptions(opts...))
+}
+
+func newEnvWith(t testing.TB, opts ...servicelivetest.HarnessOption) *env {
+	t.Helper()
+	var counted *countingStore
+	h := servicelivetest.NewHarness(t, testDeckies(), testServices(), append([]servicelivetest.HarnessOption{
+		servicelivetest.WithStore(func(m *sl.MemoryStore) sl.Store {
+			counted = &countingStore{Store: m}
+			return counted
+		}),
+	}, opts...)...)
+	counted.calls.Store(0) // count the test's calls, not the set-up's
+	return &env{Harness: h, m: h.Manager, store: counted, mem: h.Store, composer: h.Composer, bus: h.Bus}
 }
 
 func (e *env) decky(t testing.TB, ref sl.Ref) sl.Decky {
@@ -96,8 +133,30 @@ func (e *env) decky(t testing.TB, ref sl.Ref) sl.Decky {
 	return d
 }
 
+// put stores d in topology behind the Manager's back.
+func (e *env) put(t testing.TB, topology string, ds ...sl.Decky) {
+	t.Helper()
+	for _, d := range ds {
+		if err := e.mem.Put(context.Background(), topology, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// deploy deploys the scopes named, failing the test on an error, then
+// forgets the calls that made.
+func (e *env) deploy(t testing.TB, topologies ...string) {
+	t.Helper()
+	for _, id := range topologies {
+		if err := e.m.Deploy(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.composer.Reset()
+}
+
 func TestAddService(t *testing.T) {
-	e := newEnv(t)
+	e := newDeployedEnv(t)
 	ctx := context.Background()
 	got, err := e.m.AddService(ctx, sl.FleetDecky("web1"), "ssh", sl.WithConfig(sl.Config{"port": "2222", "junk": 1, "banner": ""}))
 	if err != nil {
@@ -110,17 +169,13 @@ func TestAddService(t *testing.T) {
 	if !slices.Equal(d.Services, got) || d.Config["ssh"]["port"] != 2222 || len(d.Config["ssh"]) != 1 {
 		t.Fatalf("stored %+v", d)
 	}
-	calls := e.composer.Calls()
-	if len(calls) != 1 || calls[0].Op != servicelivetest.OpUp || calls[0].Service != "web1-ssh" || calls[0].Project != "decnet" {
-		t.Fatalf("calls = %+v", calls)
+	if ops := e.composer.Ops(); !slices.Equal(ops, []string{"up decnet web1-ssh"}) {
+		t.Fatalf("calls = %q", ops)
 	}
-	if !slices.Contains(calls[0].Services, "web1") {
+	if calls := e.composer.Calls(); !slices.Contains(calls[0].Services, "web1") {
 		t.Fatalf("project of Up lacks the base: %v", calls[0].Services)
 	}
-	want := sl.Event{Kind: sl.ServiceAdded, Decky: "web1", Service: "ssh", Services: []string{"http", "ssh"}}
-	if ev := e.bus.Events(); len(ev) != 1 || !eventEqual(ev[0], want) {
-		t.Fatalf("events = %+v, want %+v", ev, want)
-	}
+	e.AssertEvents("decky.web1.service_added service=ssh services=http,ssh config=port applied=true")
 	// The returned slice is the caller's.
 	got[0] = "mutated"
 	if d := e.decky(t, sl.FleetDecky("web1")); d.Services[0] != "http" {
@@ -156,19 +211,17 @@ func TestAddServiceRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
+			e := newDeployedEnv(t)
 			before := e.decky(t, sl.FleetDecky("web1"))
 			_, err := e.m.AddService(context.Background(), tt.ref, tt.service, sl.WithConfig(tt.cfg))
 			assertKind(t, err, tt.want)
 			if tt.noIO && e.store.calls.Load() != 0 {
 				t.Errorf("store called %d times before the refusal", e.store.calls.Load())
 			}
-			if n := len(e.composer.Calls()); n != 0 {
-				t.Errorf("composer called %d times", n)
+			if ops := e.composer.Ops(); len(ops) != 0 {
+				t.Errorf("composer called: %q", ops)
 			}
-			if n := len(e.bus.Events()); n != 0 {
-				t.Errorf("%d events published", n)
-			}
+			e.AssertEvents()
 			if after := e.decky(t, sl.FleetDecky("web1")); !slices.Equal(after.Services, before.Services) {
 				t.Errorf("store changed: %v -> %v", before.Services, after.Services)
 			}
@@ -193,7 +246,7 @@ func assertKind(t *testing.T, err, want error) {
 }
 
 func TestAddServiceConfigError(t *testing.T) {
-	e := newEnv(t)
+	e := newStrictEnv(t)
 	_, err := e.m.AddService(context.Background(), sl.FleetDecky("web1"), "ssh", sl.WithConfig(sl.Config{"port": 3.5}))
 	var ce *sl.ConfigError
 	if !errors.As(err, &ce) || ce.Key != "port" || ce.Service != "ssh" {
@@ -202,14 +255,10 @@ func TestAddServiceConfigError(t *testing.T) {
 }
 
 func TestAddServiceEngineFailureRollsBack(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnv(t, sl.WithProjectDir(dir))
+	e := newEnvWith(t, servicelivetest.Deployed(), servicelivetest.WithComposeFiles())
+	dir := e.Dir
 	ctx := context.Background()
-	if err := e.m.Deploy(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
 	fileBefore := readFile(t, filepath.Join(dir, "decnet", "deckies", "web1.yaml"))
-	e.composer.Reset()
 
 	engineErr := errors.New("engine exploded")
 	e.composer.FailNext(servicelivetest.OpUp, engineErr)
@@ -229,11 +278,11 @@ func TestAddServiceEngineFailureRollsBack(t *testing.T) {
 	if got := readFile(t, filepath.Join(dir, "decnet", "deckies", "web1.yaml")); got != fileBefore {
 		t.Fatalf("compose file not rolled back:\n%s\nwant:\n%s", got, fileBefore)
 	}
-	if ops := callOps(e.composer.Calls()); !slices.Equal(ops, []string{"up web1-ssh", "down web1-ssh"}) {
-		t.Fatalf("composer calls = %v, want the failed up and its cleanup", ops)
+	if ops := e.composer.Ops(); !slices.Equal(ops, []string{"up decnet web1-ssh", "down decnet web1-ssh"}) {
+		t.Fatalf("composer calls = %q, want the failed up and its cleanup", ops)
 	}
-	if n := len(e.bus.Events()); n != 0 {
-		t.Fatalf("%d events published for a failed add", n)
+	if !e.AssertEvents() {
+		t.Fatal("events published for a failed add")
 	}
 	// A retry works.
 	if _, err := e.m.AddService(ctx, sl.FleetDecky("web1"), "ssh"); err != nil {
@@ -242,7 +291,7 @@ func TestAddServiceEngineFailureRollsBack(t *testing.T) {
 }
 
 func TestAddServiceCancelledRollsBack(t *testing.T) {
-	e := newEnv(t)
+	e := newDeployedEnv(t)
 	e.composer.SetHook(func(ctx context.Context, c servicelivetest.Call) error {
 		if c.Op == servicelivetest.OpUp {
 			<-ctx.Done() // the engine hangs until the caller gives up
@@ -259,13 +308,13 @@ func TestAddServiceCancelledRollsBack(t *testing.T) {
 	if d := e.decky(t, sl.FleetDecky("web2")); len(d.Services) != 0 {
 		t.Fatalf("store not rolled back: %v", d.Services)
 	}
-	if ops := callOps(e.composer.Calls()); !slices.Equal(ops, []string{"up web2-ssh", "down web2-ssh"}) {
-		t.Fatalf("calls = %v, want the cancelled up and its cleanup", ops)
+	if ops := e.composer.Ops(); !slices.Equal(ops, []string{"up decnet web2-ssh", "down decnet web2-ssh"}) {
+		t.Fatalf("calls = %q, want the cancelled up and its cleanup", ops)
 	}
 }
 
 func TestAddServiceRollbackFailureReportsBoth(t *testing.T) {
-	e := newEnv(t)
+	e := newDeployedEnv(t)
 	engineErr := errors.New("up failed")
 	storeErr := errors.New("store down")
 	var failing atomic.Bool
@@ -300,7 +349,7 @@ func (s *failingUpdates) Update(ctx context.Context, ref sl.Ref, fn func(*sl.Dec
 }
 
 func TestRemoveService(t *testing.T) {
-	e := newEnv(t)
+	e := newDeployedEnv(t)
 	ctx := context.Background()
 	if _, err := e.m.AddService(ctx, sl.FleetDecky("web2"), "ssh", sl.WithConfig(sl.Config{"port": 22})); err != nil {
 		t.Fatal(err)
@@ -317,14 +366,19 @@ func TestRemoveService(t *testing.T) {
 	if len(d.Services) != 0 || d.Config["ssh"] != nil {
 		t.Fatalf("stored %+v", d)
 	}
-	calls := e.composer.Calls()
-	if len(calls) != 1 || calls[0].Op != servicelivetest.OpDown || calls[0].Service != "web2-ssh" || !slices.Contains(calls[0].Services, "web2-ssh") {
-		t.Fatalf("calls = %+v", calls)
+	if ops := e.composer.Ops(); !slices.Equal(ops, []string{"down decnet web2-ssh"}) {
+		t.Fatalf("calls = %q", ops)
 	}
-	ev := e.bus.Events()
-	if len(ev) != 2 || !eventEqual(ev[1], sl.Event{Kind: sl.ServiceRemoved, Decky: "web2", Service: "ssh", Services: []string{}}) {
-		t.Fatalf("events = %+v", ev)
+	if calls := e.composer.Calls(); !slices.Contains(calls[0].Services, "web2-ssh") {
+		t.Fatalf("project of Down lacks the service: %v", calls[0].Services)
 	}
+	if got := e.composer.RunningIn("decnet"); slices.Contains(got, "web2-ssh") || !slices.Contains(got, "web2") {
+		t.Fatalf("running after the removal: %q", got)
+	}
+	e.AssertEvents(
+		"decky.web2.service_added service=ssh services=ssh config=port",
+		"decky.web2.service_removed service=ssh services= applied=true",
+	)
 	// A later plain re-add starts fresh.
 	if _, err := e.m.AddService(ctx, sl.FleetDecky("web2"), "ssh"); err != nil {
 		t.Fatal(err)
@@ -349,11 +403,11 @@ func TestRemoveServiceRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
+			e := newDeployedEnv(t)
 			_, err := e.m.RemoveService(context.Background(), tt.ref, tt.service)
 			assertKind(t, err, tt.want)
-			if n := len(e.composer.Calls()); n != 0 {
-				t.Errorf("composer called %d times", n)
+			if ops := e.composer.Ops(); len(ops) != 0 {
+				t.Errorf("composer called: %q", ops)
 			}
 			if d := e.decky(t, sl.FleetDecky("web1")); !slices.Equal(d.Services, []string{"http"}) {
 				t.Errorf("store changed: %v", d.Services)
@@ -363,13 +417,9 @@ func TestRemoveServiceRefused(t *testing.T) {
 }
 
 func TestRemoveServiceEngineFailure(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnv(t, sl.WithProjectDir(dir))
+	e := newEnvWith(t, servicelivetest.Deployed(), servicelivetest.WithComposeFiles())
 	ctx := context.Background()
-	if err := e.m.Deploy(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "decnet", "deckies", "web1.yaml")
+	file := filepath.Join(e.Dir, "decnet", "deckies", "web1.yaml")
 	before := readFile(t, file)
 	engineErr := errors.New("stop failed")
 	e.composer.FailNext(servicelivetest.OpDown, engineErr)
@@ -383,13 +433,14 @@ func TestRemoveServiceEngineFailure(t *testing.T) {
 	if got := readFile(t, file); got != before {
 		t.Fatalf("compose file changed:\n%s", got)
 	}
-	if n := len(e.bus.Events()); n != 0 {
-		t.Fatalf("%d events", n)
+	if got := e.composer.RunningIn("decnet"); !slices.Contains(got, "web1-http") {
+		t.Fatalf("the failed Down removed the container: running %q", got)
 	}
+	e.AssertEvents()
 }
 
 func TestRemoveUnregisteredService(t *testing.T) {
-	e := newEnv(t)
+	e := newStrictEnv(t)
 	ctx := context.Background()
 	if err := e.mem.Put(ctx, "", sl.Decky{Name: "old", Image: "decnet/base", Services: []string{"gone", "http"}}); err != nil {
 		t.Fatal(err)
@@ -403,41 +454,30 @@ func TestRemoveUnregisteredService(t *testing.T) {
 func TestComposeKeyCollisions(t *testing.T) {
 	ctx := context.Background()
 	t.Run("service key of another decky", func(t *testing.T) {
-		e := newEnv(t)
-		for _, d := range []sl.Decky{{Name: "a", Image: "x", Services: []string{"b-c"}}, {Name: "a-b", Image: "x"}} {
-			if err := e.mem.Put(ctx, "", d); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e := newStrictEnv(t)
+		e.put(t, "", sl.Decky{Name: "a", Image: "x", Services: []string{"b-c"}}, sl.Decky{Name: "a-b", Image: "x"})
+		e.deploy(t, "")
 		_, err := e.m.AddService(ctx, sl.FleetDecky("a-b"), "c")
 		assertKind(t, err, sl.ErrConflict)
 	})
 	t.Run("name of another decky", func(t *testing.T) {
-		e := newEnv(t)
-		for _, d := range []sl.Decky{{Name: "a", Image: "x"}, {Name: "a-c", Image: "x"}} {
-			if err := e.mem.Put(ctx, "", d); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e := newStrictEnv(t)
+		e.put(t, "", sl.Decky{Name: "a", Image: "x"}, sl.Decky{Name: "a-c", Image: "x"})
+		e.deploy(t, "")
 		_, err := e.m.AddService(ctx, sl.FleetDecky("a"), "c")
 		assertKind(t, err, sl.ErrConflict)
 	})
 	t.Run("other scope does not collide", func(t *testing.T) {
-		e := newEnv(t)
-		if err := e.mem.Put(ctx, "Lab", sl.Decky{Name: "web1-ssh", Image: "x"}); err != nil {
-			t.Fatal(err)
-		}
+		e := newDeployedEnv(t)
+		e.put(t, "Lab", sl.Decky{Name: "web1-ssh", Image: "x"})
 		if _, err := e.m.AddService(ctx, sl.FleetDecky("web1"), "ssh"); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("concurrent adds of one key", func(t *testing.T) {
-		e := newEnv(t)
-		for _, d := range []sl.Decky{{Name: "a", Image: "x"}, {Name: "a-b", Image: "x"}} {
-			if err := e.mem.Put(ctx, "", d); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e := newStrictEnv(t)
+		e.put(t, "", sl.Decky{Name: "a", Image: "x"}, sl.Decky{Name: "a-b", Image: "x"})
+		e.deploy(t, "")
 		e.composer.SetDelay(5 * time.Millisecond)
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
@@ -456,18 +496,32 @@ func TestComposeKeyCollisions(t *testing.T) {
 }
 
 func TestPublishFailureDoesNotFail(t *testing.T) {
-	e := newEnv(t)
+	e := newDeployedEnv(t)
+	ctx := context.Background()
 	e.bus.Fail(errors.New("bus down"))
-	if _, err := e.m.AddService(context.Background(), sl.FleetDecky("web2"), "ssh"); err != nil {
+	if _, err := e.m.AddService(ctx, sl.FleetDecky("web2"), "ssh"); err != nil {
 		t.Fatalf("a bus failure failed the mutation: %v", err)
 	}
 	if d := e.decky(t, sl.FleetDecky("web2")); !slices.Equal(d.Services, []string{"ssh"}) {
 		t.Fatalf("mutation undone: %v", d.Services)
 	}
+	// One lost event, and the next goes out.
+	e.bus.Fail(nil)
+	e.bus.FailNext(errors.New("bus hiccup"))
+	if _, err := e.m.RemoveService(ctx, sl.FleetDecky("web2"), "ssh"); err != nil {
+		t.Fatalf("a bus failure failed the mutation: %v", err)
+	}
+	if _, err := e.m.AddService(ctx, sl.FleetDecky("web2"), "ssh"); err != nil {
+		t.Fatal(err)
+	}
+	e.AssertEvents("decky.web2.service_added service=ssh services=ssh")
+	if n := e.bus.Attempts(); n != 3 {
+		t.Errorf("%d publish attempts, want 3", n)
+	}
 }
 
 func TestTopologyScope(t *testing.T) {
-	e := newEnv(t)
+	e := newDeployedEnv(t)
 	ctx := context.Background()
 	if _, err := e.m.AddService(ctx, sl.TopologyDecky("Lab", "web1"), "ssh"); err != nil {
 		t.Fatal(err)
@@ -476,17 +530,14 @@ func TestTopologyScope(t *testing.T) {
 	if calls[0].Project != e.m.ProjectName("Lab") || calls[0].Project == "decnet" {
 		t.Fatalf("project = %q", calls[0].Project)
 	}
-	ev := e.bus.Events()
-	if ev[0].Topology != "Lab" || ev[0].Topic() != "decky.web1.service_added" {
-		t.Fatalf("event = %+v", ev[0])
-	}
+	e.AssertEvents("decky.web1.service_added topology=Lab service=ssh services=ssh")
 	if d := e.decky(t, sl.FleetDecky("web1")); slices.Contains(d.Services, "ssh") {
 		t.Fatal("a topology mutation changed the fleet")
 	}
 }
 
 func TestProjectNamesInjective(t *testing.T) {
-	e := newEnv(t)
+	e := newStrictEnv(t)
 	seen := map[string]string{}
 	for _, id := range []string{"", "lab", "Lab", "LAB", "l-ab", "la-b", "a", "A", "a-a", "aA", "Aa", "t", "x-t-y"} {
 		name := e.m.ProjectName(id)
@@ -513,7 +564,7 @@ func regexpComposeProject(s string) bool {
 }
 
 func TestProject(t *testing.T) {
-	e := newEnv(t)
+	e := newDeployedEnv(t)
 	ctx := context.Background()
 	if _, err := e.m.AddService(ctx, sl.FleetDecky("web1"), "ssh", sl.WithConfig(sl.Config{"banner": "hi"})); err != nil {
 		t.Fatal(err)
@@ -557,37 +608,38 @@ func TestProject(t *testing.T) {
 }
 
 func TestComposeHookCannotEscape(t *testing.T) {
-	reg, err := sl.NewRegistry(sl.Service{Name: "evil", Image: "x", Compose: func(d sl.Decky, cfg sl.Config, s *types.ServiceConfig) {
-		s.NetworkMode = "host"
-		s.ContainerName = "other.scope"
-		s.Labels = types.Labels{sl.LabelTopology: "other", "keep": "me"}
-		s.Name = "web2"
-	}}, sl.Service{Name: "boom", Image: "x", Compose: func(sl.Decky, sl.Config, *types.ServiceConfig) { panic("hook bug") }})
-	if err != nil {
+	h := servicelivetest.NewHarness(t, map[string][]sl.Decky{"": {{Name: "web1", Image: "b"}}}, []sl.Service{
+		{Name: "evil", Image: "x", Compose: func(d sl.Decky, cfg sl.Config, s *types.ServiceConfig) {
+			s.NetworkMode = "host"
+			s.ContainerName = "other.scope"
+			s.Labels = types.Labels{sl.LabelTopology: "other", "keep": "me"}
+			s.Name = "web2"
+		}},
+		{Name: "boom", Image: "x", Compose: func(sl.Decky, sl.Config, *types.ServiceConfig) { panic("hook bug") }},
+	}, servicelivetest.Deployed())
+	ctx := context.Background()
+	if _, err := h.Manager.AddService(ctx, sl.FleetDecky("web1"), "evil"); err != nil {
 		t.Fatal(err)
 	}
-	mem := sl.NewMemoryStore(map[string][]sl.Decky{"": {{Name: "web1", Image: "b"}}})
-	c := &servicelivetest.Composer{}
-	m, _ := sl.New(mem, c, reg)
-	if _, err := m.AddService(context.Background(), sl.FleetDecky("web1"), "evil"); err != nil {
-		t.Fatal(err)
-	}
-	s := c.Calls()[0].Spec.Services["web1-evil"]
+	s := h.Composer.Calls()[0].Spec.Services["web1-evil"]
 	if s.NetworkMode != "service:web1" || s.ContainerName != "decnet.web1.evil" || s.Labels[sl.LabelTopology] != "" || s.Labels["keep"] != "me" || s.Name != "web1-evil" {
 		t.Fatalf("hook escaped: %+v", s)
 	}
-	_, err = m.AddService(context.Background(), sl.FleetDecky("web1"), "boom")
+	_, err := h.Manager.AddService(ctx, sl.FleetDecky("web1"), "boom")
 	if err == nil || !strings.Contains(err.Error(), "panicked") {
 		t.Fatalf("err = %v, want the hook's panic as an error", err)
 	}
-	if d, _ := mem.Get(context.Background(), sl.FleetDecky("web1")); !slices.Equal(d.Services, []string{"evil"}) {
+	if d := h.Decky(sl.FleetDecky("web1")); !slices.Equal(d.Services, []string{"evil"}) {
 		t.Fatalf("store after a panicking hook: %v", d.Services)
 	}
 }
 
 func TestComposeFiles(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnv(t, sl.WithProjectDir(dir))
+	// Lenient: the first add deliberately comes before any Deploy, to see
+	// which files a mutation alone writes (an engine would refuse the
+	// service without its base).
+	e := newEnvWith(t, servicelivetest.Lenient(), servicelivetest.WithComposeFiles())
+	dir := e.Dir
 	ctx := context.Background()
 	// A mutation writes its own decky's file only: compose.yaml includes
 	// the deckies that have one.
@@ -630,13 +682,10 @@ func TestComposeFiles(t *testing.T) {
 // Compose would: values holding "$" reach the service verbatim, never
 // interpolated from the environment.
 func TestComposeFileIsLiteral(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnv(t, sl.WithProjectDir(dir))
+	e := newEnvWith(t, servicelivetest.Deployed(), servicelivetest.WithComposeFiles())
+	dir := e.Dir
 	ctx := context.Background()
 	banner := "${HOME} $HOME $$x $(id) ${SECRET:?boom}"
-	if err := e.m.Deploy(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := e.m.AddService(ctx, sl.FleetDecky("web2"), "ssh", sl.WithConfig(sl.Config{"banner": banner})); err != nil {
 		t.Fatal(err)
 	}
@@ -658,7 +707,7 @@ func TestComposeFileIsLiteral(t *testing.T) {
 }
 
 func TestDeployAndTeardown(t *testing.T) {
-	e := newEnv(t)
+	e := newStrictEnv(t)
 	ctx := context.Background()
 	if err := e.m.Deploy(ctx, ""); err != nil {
 		t.Fatal(err)
@@ -667,15 +716,19 @@ func TestDeployAndTeardown(t *testing.T) {
 		t.Fatalf("running = %v, want %v", got, want)
 	}
 	// Base before its services.
-	ops := callOps(e.composer.Calls())
-	if slices.Index(ops, "up web1") > slices.Index(ops, "up web1-http") {
+	ops := e.composer.Ops()
+	if slices.Index(ops, "up decnet web1") > slices.Index(ops, "up decnet web1-http") {
 		t.Fatalf("service up before its base: %v", ops)
 	}
 	if err := e.m.Deploy(ctx, "Lab"); err != nil {
 		t.Fatal(err)
 	}
+	e.composer.Reset()
 	if err := e.m.Teardown(ctx, ""); err != nil {
 		t.Fatal(err)
+	}
+	if ops := e.composer.Ops(); !slices.Equal(ops, []string{"remove_project decnet"}) {
+		t.Fatalf("teardown calls = %q", ops)
 	}
 	if got := e.composer.RunningIn("decnet"); len(got) != 0 {
 		t.Fatalf("still running after teardown: %v", got)
@@ -691,7 +744,7 @@ func TestDeployAndTeardown(t *testing.T) {
 func callOps(calls []servicelivetest.Call) []string {
 	out := make([]string, len(calls))
 	for i, c := range calls {
-		out[i] = c.Op + " " + c.Service
+		out[i] = string(c.Op) + " " + c.Service
 	}
 	return out
 }
@@ -708,14 +761,13 @@ func readFile(t *testing.T, path string) string {
 // TestConcurrentMutations runs 32 goroutines adding and removing services on
 // a few deckies; the final store must equal what the successful calls imply.
 func TestConcurrentMutations(t *testing.T) {
-	e := newEnv(t)
+	e := newStrictEnv(t)
 	ctx := context.Background()
 	names := []string{"d0", "d1", "d2", "d3"}
 	for _, n := range names {
-		if err := e.mem.Put(ctx, "", sl.Decky{Name: n, Image: "b"}); err != nil {
-			t.Fatal(err)
-		}
+		e.put(t, "", sl.Decky{Name: n, Image: "b"})
 	}
+	e.deploy(t, "")
 	services := []string{"ssh", "http", "c"}
 	var net sync.Map // decky/service -> *atomic.Int64 (adds - removes that succeeded)
 	var wg sync.WaitGroup
@@ -756,12 +808,14 @@ func TestConcurrentMutations(t *testing.T) {
 			}
 		}
 	}
-	// The fake engine agrees with the store.
+	// The fake engine agrees with the store: every base, every service.
+	fleet, err := e.mem.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var want []string
-	for _, d := range names {
-		for _, s := range e.decky(t, sl.FleetDecky(d)).Services {
-			want = append(want, sl.ServiceKey(d, s))
-		}
+	for _, d := range fleet {
+		want = append(want, d.ComposeKeys()...)
 	}
 	slices.Sort(want)
 	if got := e.composer.RunningIn("decnet"); !slices.Equal(got, want) {
@@ -772,7 +826,7 @@ func TestConcurrentMutations(t *testing.T) {
 // TestDifferentDeckiesDoNotWait blocks an add on one decky inside the engine
 // and checks that an add on another decky completes meanwhile.
 func TestDifferentDeckiesDoNotWait(t *testing.T) {
-	e := newEnv(t)
+	e := newDeployedEnv(t)
 	entered, release := make(chan struct{}), make(chan struct{})
 	e.composer.SetHook(func(ctx context.Context, c servicelivetest.Call) error {
 		if c.Service == "web1-ssh" {
@@ -830,16 +884,22 @@ func ExampleManager_AddService() {
 	reg, _ := sl.NewRegistry(sl.Service{Name: "ssh", Image: "decnet/ssh", Ports: []int{22}})
 	composer := &servicelivetest.Composer{} // dockercompose.New() drives a real engine
 	m, _ := sl.New(store, composer, reg)
+	ctx := context.Background()
 
-	services, err := m.AddService(context.Background(), sl.FleetDecky("web1"), "ssh")
+	_, err := m.AddService(ctx, sl.FleetDecky("web1"), "ssh")
+	fmt.Println(errors.Is(err, servicelivetest.ErrBaseNotRunning)) // web1 is not deployed yet
+	fmt.Println(m.Deploy(ctx, ""))
+	services, err := m.AddService(ctx, sl.FleetDecky("web1"), "ssh")
 	fmt.Println(services, err)
-	_, err = m.AddService(context.Background(), sl.FleetDecky("web1"), "ssh")
+	_, err = m.AddService(ctx, sl.FleetDecky("web1"), "ssh")
 	fmt.Println(errors.Is(err, sl.ErrConflict), err)
 	fmt.Println(composer.Running())
 	// Output:
+	// true
+	// <nil>
 	// [ssh] <nil>
 	// true servicelive: add ssh to fleet/web1: service already on decky
-	// [web1-ssh]
+	// [web1 web1-ssh]
 }
 
 func TestComposeKeys(t *testing.T) {

@@ -15,18 +15,30 @@ import (
 	"github.com/decnet/servicelive"
 )
 
-// The operations a Composer records, as found in Call.Op.
+// Op names an operation of a Composer, as found in Call.Op and taken by
+// Composer.FailNext and Composer.FailOn.
+type Op string
+
+// The operations of a Composer.
 const (
-	OpUp            = "up"             // Composer.Up
-	OpDown          = "down"           // Composer.Down
-	OpRemoveProject = "remove_project" // Composer.RemoveProject
-	OpContainers    = "containers"     // Composer.Containers (FailOn only; not recorded)
+	OpUp            Op = "up"             // Composer.Up
+	OpDown          Op = "down"           // Composer.Down
+	OpRemoveProject Op = "remove_project" // Composer.RemoveProject
+	OpContainers    Op = "containers"     // Composer.Containers (FailNext and FailOn; not recorded)
 )
 
 // ErrNoSuchService is returned (wrapped) by Composer.Up and Composer.Down
 // when the service is not in the project they are given, as a container
 // engine would.
 var ErrNoSuchService = errors.New("no such service")
+
+// ErrBaseNotRunning is returned (wrapped) by a strict Composer's Up of a
+// service that shares the network namespace of another one (network_mode
+// "service:<base>", as every decky's service does with its decky's base)
+// while that base has no running container in the project: a container
+// engine cannot start it either. The usual cause is a test that adds a
+// service without deploying the decky first (Manager.Deploy).
+var ErrBaseNotRunning = errors.New("base not running")
 
 var (
 	_ servicelive.Composer        = (*Composer)(nil)
@@ -36,16 +48,35 @@ var (
 
 // Call is one recorded call to a Composer.
 type Call struct {
-	Op       string         // OpUp, OpDown or OpRemoveProject
+	Op       Op             // OpUp, OpDown or OpRemoveProject
 	Project  string         // the project's name ("" for a nil project)
 	Service  string         // the compose service addressed; "" for OpRemoveProject
 	Services []string       // the sorted names of the project's services at the time of the call
 	Spec     *types.Project // the project passed, as is: not a copy
 }
 
-// Composer is a fake servicelive.Composer and servicelive.ProjectRemover
-// that records every call, keeps a set of running services, and fails on
-// demand. It is safe for concurrent use; the zero Composer is ready to use.
+// String returns the call as Composer.Ops lists it: "<op> <project>
+// <service>", e.g. "up decnet web1-ssh", or "<op> <project>" for
+// OpRemoveProject, e.g. "remove_project decnet".
+func (c Call) String() string {
+	if c.Op == OpRemoveProject {
+		return string(c.Op) + " " + c.Project
+	}
+	return string(c.Op) + " " + c.Project + " " + c.Service
+}
+
+// Composer is a fake servicelive.Composer, servicelive.ProjectRemover and
+// servicelive.ContainerLister that records every call, keeps the containers
+// it made, and fails on demand. It is safe for concurrent use; the zero
+// Composer is ready to use, and strict.
+//
+// Strict (the default) means it refuses what a container engine refuses: Up
+// of a service whose network_mode is "service:<base>" fails, wrapping
+// ErrBaseNotRunning, unless <base> has a running (or paused) container in
+// the same project. Every service of a decky joins its decky's base that
+// way, so a test must bring the base up first (Manager.Deploy, or
+// Deployed() with NewHarness), as production must. Set Lenient to skip the
+// check.
 //
 // Each call, in order: is recorded (even if it then fails) and consumes the
 // failure queued for it by FailNext, if any; returns ctx.Err() if ctx is
@@ -53,19 +84,34 @@ type Call struct {
 // SetHook and returns its error, if any; returns the queued failure, then
 // the failure set by FailOn, if any; fails, wrapping ErrNoSuchService, for
 // Up or Down of a service that is not in project.Services, as a container
-// engine would; and finally updates the running set (see Running).
+// engine would; fails, wrapping ErrBaseNotRunning, for Up of a service
+// whose base is not running, unless Lenient; and finally updates the
+// containers (see Running). Down of a service of the project that has no
+// container, and RemoveProject of a project with none, succeed and change
+// nothing, as with an engine.
 //
 // No lock is held while the delay runs or the hook is called, so a hook may
 // block, call the Composer, or panic.
 type Composer struct {
+	// Lenient lets Up start a service whose base is not running (see
+	// ErrBaseNotRunning), which no engine does: for tests that exercise the
+	// Manager's bookkeeping without deploying. Set it before the first call.
+	Lenient bool
+
 	mu      sync.Mutex
 	calls   []Call
-	next    map[string][]error  // op → queued failures, oldest first
-	failOn  map[[2]string]error // {op, service} → failure
+	next    map[Op][]error    // op → queued failures, oldest first
+	failOn  map[failKey]error // {op, service} → failure
 	hook    func(context.Context, Call) error
 	delay   time.Duration
 	running map[string]map[string]*container // project name → compose service key → its container
 	nextID  int
+}
+
+// failKey addresses a failure set by FailOn.
+type failKey struct {
+	op      Op
+	service string
 }
 
 // container is the fake engine's record of one container.
@@ -95,7 +141,9 @@ func fingerprint(s types.ServiceConfig) string {
 }
 
 // Up records the call and, unless it fails, marks service of project as
-// running. service must be in project.Services.
+// running. service must be in project.Services and, unless c.Lenient, the
+// base it shares a network namespace with must be running (see
+// ErrBaseNotRunning).
 func (c *Composer) Up(ctx context.Context, project *types.Project, service string) error {
 	return c.do(ctx, OpUp, project, service)
 }
@@ -114,7 +162,7 @@ func (c *Composer) RemoveProject(ctx context.Context, project *types.Project) er
 	return c.do(ctx, OpRemoveProject, project, "")
 }
 
-func (c *Composer) do(ctx context.Context, op string, project *types.Project, service string) error {
+func (c *Composer) do(ctx context.Context, op Op, project *types.Project, service string) error {
 	call := Call{Op: op, Service: service, Spec: project}
 	if project != nil {
 		call.Project = project.Name
@@ -156,7 +204,7 @@ func (c *Composer) do(ctx context.Context, op string, project *types.Project, se
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.failOn[[2]string{op, service}]; err != nil {
+	if err := c.failOn[failKey{op, service}]; err != nil {
 		return err
 	}
 	if project == nil {
@@ -176,6 +224,9 @@ func (c *Composer) do(ctx context.Context, op string, project *types.Project, se
 			c.running[project.Name] = make(map[string]*container)
 		}
 		spec := project.Services[service]
+		if err := c.checkBase(project.Name, service, spec); err != nil {
+			return err
+		}
 		fp := fingerprint(spec)
 		if ct := c.running[project.Name][service]; ct != nil && ct.fingerprint == fp {
 			ct.state = "running" // start what is stopped; unchanged otherwise
@@ -193,6 +244,27 @@ func (c *Composer) do(ctx context.Context, op string, project *types.Project, se
 	return nil
 }
 
+// checkBase returns an error wrapping ErrBaseNotRunning when c is strict and
+// spec joins the network namespace of a service of project that has no
+// running container. c.mu is held.
+func (c *Composer) checkBase(project, service string, spec types.ServiceConfig) error {
+	base, ok := strings.CutPrefix(spec.NetworkMode, "service:")
+	if c.Lenient || !ok {
+		return nil
+	}
+	ct := c.running[project][base]
+	what := "has no container"
+	switch {
+	case ct == nil:
+	case ct.state == "running" || ct.state == "paused": // a paused container keeps its namespace
+		return nil
+	default:
+		what = "is " + ct.state
+	}
+	return fmt.Errorf("servicelivetest: up %s in project %q: %w: %s %s (network_mode %s); deploy the decky first",
+		service, project, ErrBaseNotRunning, base, what, spec.NetworkMode)
+}
+
 // Calls returns a copy of the calls recorded so far, in the order they were
 // made (their Spec pointers are shared, not copied).
 func (c *Composer) Calls() []Call {
@@ -201,6 +273,21 @@ func (c *Composer) Calls() []Call {
 	out := slices.Clone(c.calls)
 	for i := range out {
 		out[i].Services = slices.Clone(out[i].Services)
+	}
+	return out
+}
+
+// Ops returns the calls recorded so far, in order, each as Call.String
+// formats it: "up decnet web1-ssh", "down decnet web1-ssh",
+// "remove_project decnet" (the op, the project's name, and the compose
+// service key but for OpRemoveProject). Failed calls are listed too. The
+// strings are comparable with slices.Equal and stable across versions.
+func (c *Composer) Ops() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, len(c.calls))
+	for i, call := range c.calls {
+		out[i] = call.String()
 	}
 	return out
 }
@@ -250,14 +337,23 @@ func (c *Composer) RunningIn(project string) []string {
 // containers: every container of project, whatever its state, with Diverged
 // set when project renders its service differently from when it was
 // created (image, network mode, networks, environment). It is not recorded
-// as a call, but honours ctx and FailOn(OpContainers, "", err).
+// as a call, but honours ctx, FailNext(OpContainers, err) and
+// FailOn(OpContainers, "", err).
 func (c *Composer) Containers(ctx context.Context, project *types.Project) ([]servicelive.Container, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.failOn[[2]string{OpContainers, ""}]; err != nil {
+	var queued error
+	if q := c.next[OpContainers]; len(q) > 0 {
+		queued = q[0]
+		c.next[OpContainers] = q[1:]
+	}
+	if queued != nil {
+		return nil, queued
+	}
+	if err := c.failOn[failKey{OpContainers, ""}]; err != nil {
 		return nil, err
 	}
 	var out []servicelive.Container
@@ -328,10 +424,10 @@ func (c *Composer) ContainerID(project, service string) string {
 	return ""
 }
 
-// FailNext makes the next call of op (OpUp, OpDown or OpRemoveProject)
-// return err. Several calls queue several failures, used in order; a nil err
-// clears the queue of op. It panics on an unknown op.
-func (c *Composer) FailNext(op string, err error) {
+// FailNext makes the next call of op (OpUp, OpDown, OpRemoveProject or
+// OpContainers) return err. Several calls queue several failures, used in
+// order; a nil err clears the queue of op. It panics on an unknown op.
+func (c *Composer) FailNext(op Op, err error) {
 	checkOp(op)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -340,25 +436,25 @@ func (c *Composer) FailNext(op string, err error) {
 		return
 	}
 	if c.next == nil {
-		c.next = make(map[string][]error)
+		c.next = make(map[Op][]error)
 	}
 	c.next[op] = append(c.next[op], err)
 }
 
 // FailOn makes every call of op on service return err, until FailOn is
 // called again for that op and service with a nil err. Use service "" for
-// OpRemoveProject. It panics on an unknown op.
-func (c *Composer) FailOn(op, service string, err error) {
+// OpRemoveProject and OpContainers. It panics on an unknown op.
+func (c *Composer) FailOn(op Op, service string, err error) {
 	checkOp(op)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	key := [2]string{op, service}
+	key := failKey{op, service}
 	if err == nil {
 		delete(c.failOn, key)
 		return
 	}
 	if c.failOn == nil {
-		c.failOn = make(map[[2]string]error)
+		c.failOn = make(map[failKey]error)
 	}
 	c.failOn[key] = err
 }
@@ -381,7 +477,7 @@ func (c *Composer) SetDelay(d time.Duration) {
 	c.delay = d
 }
 
-func checkOp(op string) {
+func checkOp(op Op) {
 	switch op {
 	case OpUp, OpDown, OpRemoveProject, OpContainers:
 	default:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func assertRunning(t *testing.T, c *servicelivetest.Composer, want ...string) {
 func ops(calls []servicelivetest.Call) []string {
 	out := make([]string, len(calls))
 	for i, c := range calls {
-		out[i] = c.Op + " " + c.Project + "/" + c.Service
+		out[i] = string(c.Op) + " " + c.Project + "/" + c.Service
 	}
 	return out
 }
@@ -122,6 +123,137 @@ func TestComposerValidatesLikeAnEngine(t *testing.T) {
 			}
 			assertRunning(t, &c)
 		})
+	}
+}
+
+// deckyProject returns a compose project named name holding decky's base
+// and, joining its network namespace as servicelive renders them, the
+// given services of it.
+func deckyProject(name, decky string, services ...string) *types.Project {
+	p := project(name, decky)
+	for _, s := range services {
+		key := decky + "-" + s
+		sc := types.ServiceConfig{Name: key}
+		sc.NetworkMode = "service:" + decky
+		p.Services[key] = sc
+	}
+	return p
+}
+
+func TestComposerStrict(t *testing.T) {
+	ctx := context.Background()
+	fleet := deckyProject("decnet", "web1", "ssh")
+	lab := deckyProject("decnet_t__lab", "web1", "ssh")
+
+	var c servicelivetest.Composer // the zero value is strict
+	err := c.Up(ctx, fleet, "web1-ssh")
+	if !errors.Is(err, servicelivetest.ErrBaseNotRunning) {
+		t.Fatalf("Up of a service before its base = %v, want ErrBaseNotRunning", err)
+	}
+	const want = `servicelivetest: up web1-ssh in project "decnet": base not running: web1 has no container (network_mode service:web1); deploy the decky first`
+	if err.Error() != want {
+		t.Errorf("error = %q\nwant      %q", err, want)
+	}
+	assertRunning(t, &c) // refused: nothing made
+	if got := c.Ops(); !slices.Equal(got, []string{"up decnet web1-ssh"}) {
+		t.Errorf("Ops() = %q: the refused call must be recorded", got)
+	}
+
+	// The base of another project does not count.
+	if err := c.Up(ctx, lab, "web1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Up(ctx, fleet, "web1-ssh"); !errors.Is(err, servicelivetest.ErrBaseNotRunning) {
+		t.Fatalf("Up with the base up in another project only = %v, want ErrBaseNotRunning", err)
+	}
+
+	// Base first, then the service: as Deploy does.
+	if err := c.Up(ctx, fleet, "web1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Up(ctx, fleet, "web1-ssh"); err != nil {
+		t.Fatalf("Up with the base running = %v", err)
+	}
+
+	// A paused base keeps its namespace; a stopped one does not.
+	for state, ok := range map[string]bool{"paused": true, "exited": false, "created": false, "restarting": false, "dead": false} {
+		c.SetState("decnet", "web1", state)
+		err := c.Up(ctx, fleet, "web1-ssh")
+		if (err == nil) != ok || (!ok && !errors.Is(err, servicelivetest.ErrBaseNotRunning)) {
+			t.Errorf("Up with the base %s = %v, want success %v", state, err, ok)
+		}
+		if !ok && !strings.Contains(err.Error(), "web1 is "+state) {
+			t.Errorf("error %q does not name the base's state", err)
+		}
+	}
+
+	// Down never needs the base, and nothing to remove is not an error.
+	c.SetState("decnet", "web1", "")
+	for range 2 {
+		if err := c.Down(ctx, fleet, "web1-ssh"); err != nil {
+			t.Fatalf("Down = %v", err)
+		}
+	}
+	// A service without network_mode service:… needs nothing.
+	if err := c.Up(ctx, project("decnet", "solo"), "solo"); err != nil {
+		t.Fatalf("Up of a standalone service = %v", err)
+	}
+
+	t.Run("lenient", func(t *testing.T) {
+		c := servicelivetest.Composer{Lenient: true}
+		if err := c.Up(ctx, fleet, "web1-ssh"); err != nil {
+			t.Fatalf("lenient Up without the base = %v", err)
+		}
+		assertRunning(t, &c, "web1-ssh")
+	})
+}
+
+func TestComposerOps(t *testing.T) {
+	ctx := context.Background()
+	fleet := deckyProject("decnet", "web1", "ssh")
+	var c servicelivetest.Composer
+	if got := c.Ops(); got == nil || len(got) != 0 {
+		t.Errorf("Ops() of a new Composer = %#v, want empty", got)
+	}
+	c.FailNext(servicelivetest.OpDown, errors.New("boom"))
+	_ = c.Up(ctx, fleet, "web1")
+	_ = c.Up(ctx, fleet, "web1-ssh")
+	_ = c.Down(ctx, fleet, "web1-ssh") // fails: listed all the same
+	_ = c.RemoveProject(ctx, fleet)
+	want := []string{"up decnet web1", "up decnet web1-ssh", "down decnet web1-ssh", "remove_project decnet"}
+	if got := c.Ops(); !slices.Equal(got, want) {
+		t.Errorf("Ops() = %q, want %q", got, want)
+	}
+	for i, call := range c.Calls() {
+		if call.String() != want[i] {
+			t.Errorf("Calls()[%d].String() = %q, want %q", i, call, want[i])
+		}
+	}
+	c.Reset()
+	if got := c.Ops(); len(got) != 0 {
+		t.Errorf("Ops() after Reset = %q", got)
+	}
+}
+
+func TestComposerOpType(t *testing.T) {
+	// The constants are typed, and an untyped constant still converts.
+	var op servicelivetest.Op = "up"
+	if op != servicelivetest.OpUp || servicelivetest.OpRemoveProject != "remove_project" || servicelivetest.OpContainers != "containers" {
+		t.Error("op constants changed")
+	}
+	var c servicelivetest.Composer
+	c.FailNext("down", errors.New("x"))
+	c.FailOn("up", "a", errors.New("y"))
+
+	// FailNext(OpContainers) fails the next Containers only.
+	boom := errors.New("list failed")
+	c.FailNext(servicelivetest.OpContainers, boom)
+	p := project("decnet", "a")
+	if _, err := c.Containers(context.Background(), p); err != boom {
+		t.Fatalf("Containers = %v, want %v", err, boom)
+	}
+	if _, err := c.Containers(context.Background(), p); err != nil {
+		t.Fatalf("second Containers = %v", err)
 	}
 }
 
@@ -403,29 +535,34 @@ func TestComposerConcurrent(t *testing.T) {
 
 func ExampleComposer() {
 	ctx := context.Background()
-	p := &types.Project{Name: "decnet", Services: types.Services{
-		"web1":     {Name: "web1"},
-		"web1-ssh": {Name: "web1-ssh"},
-	}}
+	ssh := types.ServiceConfig{Name: "web1-ssh"}
+	ssh.NetworkMode = "service:web1" // joins its decky's base, as servicelive renders it
+	p := &types.Project{Name: "decnet", Services: types.Services{"web1": {Name: "web1"}, "web1-ssh": ssh}}
 
-	var composer servicelivetest.Composer
+	var composer servicelivetest.Composer  // strict, like an engine
 	var _ servicelive.Composer = &composer // what the code under test takes
 
+	fmt.Println(composer.Up(ctx, p, "web1-ssh"))
 	composer.FailNext(servicelivetest.OpUp, errors.New("engine unavailable"))
+	fmt.Println(composer.Up(ctx, p, "web1"))
+	fmt.Println(composer.Up(ctx, p, "web1"))
 	fmt.Println(composer.Up(ctx, p, "web1-ssh"))
-	fmt.Println(composer.Up(ctx, p, "web1-ssh"))
-	fmt.Println(composer.Up(ctx, p, "web1-http"))
+	fmt.Println(composer.Down(ctx, p, "web1-http"))
 
-	for _, call := range composer.Calls() {
-		fmt.Println(call.Op, call.Project, call.Service, call.Services)
+	for _, op := range composer.Ops() {
+		fmt.Println(op)
 	}
 	fmt.Println("running:", composer.Running())
 	// Output:
+	// servicelivetest: up web1-ssh in project "decnet": base not running: web1 has no container (network_mode service:web1); deploy the decky first
 	// engine unavailable
 	// <nil>
-	// servicelivetest: up web1-http in project "decnet": no such service
-	// up decnet web1-ssh [web1 web1-ssh]
-	// up decnet web1-ssh [web1 web1-ssh]
-	// up decnet web1-http [web1 web1-ssh]
-	// running: [web1-ssh]
+	// <nil>
+	// servicelivetest: down web1-http in project "decnet": no such service
+	// up decnet web1-ssh
+	// up decnet web1
+	// up decnet web1
+	// up decnet web1-ssh
+	// down decnet web1-http
+	// running: [web1 web1-ssh]
 }
