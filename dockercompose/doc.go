@@ -33,6 +33,13 @@
 // container holding the service's name without being the service's is a
 // *NameConflictError (servicelive.ErrConflict), not a removal.
 //
+// A service with a field the Composer cannot honour in-process is refused
+// before any Engine API request with an *UnsupportedError naming the field
+// (it matches servicelive.ErrInvalidService): inline or environment-sourced
+// secrets and configs (file-sourced ones are bind mounts and work),
+// pre_start, post_start and pre_stop hooks, provider, use_api_socket,
+// models.
+//
 // An Up of a service costs 8 Engine API requests (a raw create and start
 // cost 2): the SDK inspects the image and lists the service's containers,
 // those of the services it references (its base) and the project's networks
@@ -46,8 +53,9 @@
 // the SDK builds with the classic builder through the Engine API instead of
 // running `docker buildx bake`; credential helpers are not run, so registry
 // credentials come from the docker config file's inline "auths" only; git
-// build contexts are refused), except the ssh client for an ssh:// engine.
-// It never exits the process (an unknown Docker context is an error from
+// build contexts are refused, and so are provider services and models,
+// which the SDK serves through plugins), except the ssh client for an
+// ssh:// engine. It never exits the process (an unknown Docker context is an error from
 // New), never writes to the process's stdout or stderr (progress goes to the
 // WithProgress hook, logs to the WithLogger logger) and never changes global
 // state such as logrus' level. The SDK itself warns through logrus' global

@@ -102,6 +102,45 @@ func (e *NameConflictError) Unwrap() []error {
 	return []error{servicelive.ErrConflict, e.Err}
 }
 
+// UnsupportedError reports a compose field of a service that the Composer
+// cannot honour in-process: Up refuses the service before any Engine API
+// request, creating nothing, rather than run it without the field (or run
+// a subprocess for it). It matches servicelive.ErrInvalidService with
+// errors.Is: the caller's service is what is wrong. Up returns it as is:
+// use errors.As.
+//
+// The fields refused are, by Field:
+//
+//   - "secrets", "configs": one whose content is inline (content) or taken
+//     from the environment (environment): the Compose SDK copies such
+//     content into the container in its start phase, which Up replaces by
+//     its own start; one that is external, or has a driver or template
+//     driver (Swarm's). A file-sourced one is a bind mount, made at create
+//     time, and supported;
+//   - "pre_start": the SDK creates its runner containers at create time and
+//     runs them in its start phase: they would be left behind, never run;
+//   - "post_start", "pre_stop": run by the SDK's start and stop, which Up
+//     and Down replace by their own: never run;
+//   - "provider": the SDK runs a provider plugin, a subprocess;
+//   - "use_api_socket": it mounts the engine's socket into the container
+//     (and the SDK's support for it panics on a project without configs);
+//   - "models": the SDK runs the `docker model` plugin, a subprocess.
+type UnsupportedError struct {
+	Service string // the service
+	Field   string // the compose field: "secrets", "configs", "pre_start", "post_start", ...
+	Reason  string // why, naming the entry (secret, config, hook) concerned
+}
+
+// Error names the service and the field, e.g. "dockercompose: service
+// web1-ssh: secrets is not supported: secret \"db\" has inline content (only
+// file secrets are)".
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("dockercompose: service %s: %s is not supported: %s", e.Service, e.Field, e.Reason)
+}
+
+// Unwrap returns servicelive.ErrInvalidService.
+func (e *UnsupportedError) Unwrap() error { return servicelive.ErrInvalidService }
+
 // shortID is a container ID as the docker CLI shows it.
 func shortID(id string) string {
 	if len(id) > 12 {

@@ -32,9 +32,13 @@ func prepare(project *types.Project, service string) (*types.Project, types.Serv
 	if !ok {
 		return nil, types.ServiceConfig{}, nil, fmt.Errorf("dockercompose: no service %q in project %q", service, project.Name)
 	}
+	if err := checkSupported(project, service, target); err != nil {
+		return nil, types.ServiceConfig{}, nil, err
+	}
 	small := *project // shallow: WithSelectedServices deep-copies what it keeps
 	small.Services = types.Services{service: target}
 	small.DisabledServices = nil
+	small.Models = nil // only a service's own models matter, and those are refused
 	visible := []string{service}
 	for _, ref := range referencedServices(target) {
 		if _, dup := small.Services[ref]; dup {
@@ -127,6 +131,62 @@ func prepare(project *types.Project, service string) (*types.Project, types.Serv
 	}
 	p.Services[service] = svc
 	return p, svc, visible, nil
+}
+
+// checkSupported refuses a service with a field the Composer cannot honour
+// in-process (see UnsupportedError).
+func checkSupported(project *types.Project, service string, svc types.ServiceConfig) error {
+	refuse := func(field, format string, args ...any) error {
+		return &UnsupportedError{Service: service, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case svc.Provider != nil:
+		return refuse("provider", "a provider service runs a plugin (%s), a subprocess", svc.Provider.Type)
+	case svc.UseAPISocket:
+		return refuse("use_api_socket", "it would mount the engine's socket into the container")
+	case len(svc.PreStart) > 0:
+		return refuse("pre_start", "its hooks run in containers of the Compose SDK's start phase, which Up replaces by its own start")
+	case len(svc.PostStart) > 0:
+		return refuse("post_start", "its hooks run in the Compose SDK's start phase, which Up replaces by its own start")
+	case len(svc.PreStop) > 0:
+		return refuse("pre_stop", "its hooks run in the Compose SDK's stop, which Down replaces by its own")
+	case len(svc.Models) > 0:
+		return refuse("models", "models are served by the docker model plugin, a subprocess")
+	}
+	for _, ref := range svc.Secrets {
+		obj, declared := project.Secrets[ref.Source]
+		if reason := fileSourced("secret", ref.Source, types.FileObjectConfig(obj), declared); reason != "" {
+			return refuse("secrets", "%s", reason)
+		}
+	}
+	for _, ref := range svc.Configs {
+		obj, declared := project.Configs[ref.Source]
+		if reason := fileSourced("config", ref.Source, types.FileObjectConfig(obj), declared); reason != "" {
+			return refuse("configs", "%s", reason)
+		}
+	}
+	return nil
+}
+
+// fileSourced returns why the secret or config (kind) name, obj, is not one
+// the Composer supports, "" when it is: one declared by the project whose
+// content is a file, bind-mounted when the container is created.
+func fileSourced(kind, name string, obj types.FileObjectConfig, declared bool) string {
+	switch {
+	case !declared:
+		return fmt.Sprintf("%s %q is not declared by the project", kind, name)
+	case obj.Content != "":
+		return fmt.Sprintf("%s %q has inline content, copied into the container by the Compose SDK's start phase (only file %ss are supported)", kind, name, kind)
+	case obj.Environment != "":
+		return fmt.Sprintf("%s %q takes its content from environment variable %s, copied into the container by the Compose SDK's start phase (only file %ss are supported)", kind, name, obj.Environment, kind)
+	case bool(obj.External):
+		return fmt.Sprintf("%s %q is external (only file %ss are supported)", kind, name, kind)
+	case obj.Driver != "" || obj.TemplateDriver != "":
+		return fmt.Sprintf("%s %q has a driver (only file %ss are supported)", kind, name, kind)
+	case obj.File == "":
+		return fmt.Sprintf("%s %q has no file", kind, name)
+	}
+	return ""
 }
 
 // referencedServices returns the services svc refers to: namespace owners

@@ -8,6 +8,8 @@ import (
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/decnet/servicelive"
 )
 
 func testProject() *types.Project {
@@ -87,4 +89,112 @@ func TestPrepare(t *testing.T) {
 
 	_, _, _, err = prepare(project, "nope")
 	assert.ErrorContains(t, err, `no service "nope"`)
+}
+
+// TestPrepareUnsupported checks that every field the Composer cannot honour
+// in-process is refused by prepare with an *UnsupportedError naming it,
+// matching servicelive.ErrInvalidService, and that file-sourced secrets
+// and configs pass.
+func TestPrepareUnsupported(t *testing.T) {
+	file := func(name string) types.FileObjectConfig {
+		return types.FileObjectConfig{Name: name, File: "/srv/" + name}
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(p *types.Project, s *types.ServiceConfig)
+		field string // "" when supported
+	}{
+		{"file secret", func(p *types.Project, s *types.ServiceConfig) {
+			p.Secrets = types.Secrets{"db": types.SecretConfig(file("db"))}
+			s.Secrets = []types.ServiceSecretConfig{{Source: "db"}}
+		}, ""},
+		{"file config", func(p *types.Project, s *types.ServiceConfig) {
+			p.Configs = types.Configs{"motd": types.ConfigObjConfig(file("motd"))}
+			s.Configs = []types.ServiceConfigObjConfig{{Source: "motd", Target: "/etc/motd"}}
+		}, ""},
+		{"inline secret", func(p *types.Project, s *types.ServiceConfig) {
+			p.Secrets = types.Secrets{"db": {Name: "db", Content: "hunter2"}}
+			s.Secrets = []types.ServiceSecretConfig{{Source: "db"}}
+		}, "secrets"},
+		{"environment secret", func(p *types.Project, s *types.ServiceConfig) {
+			p.Secrets = types.Secrets{"db": {Name: "db", Environment: "DB_PASSWORD"}}
+			s.Secrets = []types.ServiceSecretConfig{{Source: "db"}}
+		}, "secrets"},
+		{"external secret", func(p *types.Project, s *types.ServiceConfig) {
+			p.Secrets = types.Secrets{"db": {Name: "db", External: true}}
+			s.Secrets = []types.ServiceSecretConfig{{Source: "db"}}
+		}, "secrets"},
+		{"undeclared secret", func(_ *types.Project, s *types.ServiceConfig) {
+			s.Secrets = []types.ServiceSecretConfig{{Source: "db"}}
+		}, "secrets"},
+		{"inline config", func(p *types.Project, s *types.ServiceConfig) {
+			p.Configs = types.Configs{"motd": {Name: "motd", Content: "welcome"}}
+			s.Configs = []types.ServiceConfigObjConfig{{Source: "motd"}}
+		}, "configs"},
+		{"environment config", func(p *types.Project, s *types.ServiceConfig) {
+			p.Configs = types.Configs{"motd": {Name: "motd", Environment: "MOTD"}}
+			s.Configs = []types.ServiceConfigObjConfig{{Source: "motd"}}
+		}, "configs"},
+		{"config with a template driver", func(p *types.Project, s *types.ServiceConfig) {
+			p.Configs = types.Configs{"motd": {Name: "motd", File: "/srv/motd", TemplateDriver: "golang"}}
+			s.Configs = []types.ServiceConfigObjConfig{{Source: "motd"}}
+		}, "configs"},
+		{"post_start", func(_ *types.Project, s *types.ServiceConfig) {
+			s.PostStart = []types.ServiceHook{{Command: types.ShellCommand{"true"}}}
+		}, "post_start"},
+		{"pre_start", func(_ *types.Project, s *types.ServiceConfig) {
+			s.PreStart = []types.PreStartHook{{}}
+		}, "pre_start"},
+		{"pre_stop", func(_ *types.Project, s *types.ServiceConfig) {
+			s.PreStop = []types.ServiceHook{{Command: types.ShellCommand{"true"}}}
+		}, "pre_stop"},
+		{"provider", func(_ *types.Project, s *types.ServiceConfig) {
+			s.Provider = &types.ServiceProviderConfig{Type: "model"}
+		}, "provider"},
+		{"use_api_socket", func(_ *types.Project, s *types.ServiceConfig) {
+			s.UseAPISocket = true
+		}, "use_api_socket"},
+		{"models", func(p *types.Project, s *types.ServiceConfig) {
+			p.Models = types.Models{"llm": {Model: "ai/smollm2"}}
+			s.Models = map[string]*types.ServiceModelConfig{"llm": nil}
+		}, "models"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			project := testProject()
+			s := project.Services["web1-ssh"]
+			tc.edit(project, &s)
+			project.Services["web1-ssh"] = s
+			_, _, _, err := prepare(project, "web1-ssh")
+			if tc.field == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			t.Log(err)
+			var ue *UnsupportedError
+			require.ErrorAs(t, err, &ue)
+			assert.Equal(t, "web1-ssh", ue.Service)
+			assert.Equal(t, tc.field, ue.Field)
+			assert.ErrorIs(t, err, servicelive.ErrInvalidService)
+			assert.Contains(t, err.Error(), "dockercompose: service web1-ssh: "+tc.field+" is not supported: ")
+
+			// The same field on a service the Up only references (the
+			// base) is no concern: that service is not created.
+			project = testProject()
+			b := project.Services["web1"]
+			tc.edit(project, &b)
+			project.Services["web1"] = b
+			_, _, _, err = prepare(project, "web1-ssh")
+			assert.NoError(t, err)
+		})
+	}
+
+	// Project-level models a service does not use are dropped: the SDK
+	// would run the docker model plugin for them.
+	project := testProject()
+	project.Models = types.Models{"llm": {Model: "ai/smollm2"}}
+	p, _, _, err := prepare(project, "web1")
+	require.NoError(t, err)
+	assert.Empty(t, p.Models)
+	assert.Len(t, project.Models, 1, "the caller's project is not modified")
 }
