@@ -295,7 +295,7 @@ func (f *faultEnv) disarm() {
 // onCall makes the fake engine run fn on the calls "<op> <service>" listed.
 func (f *faultEnv) onCall(fns map[string]func(ctx context.Context) error) {
 	f.composer.SetHook(func(ctx context.Context, c servicelivetest.Call) error {
-		if fn := fns[c.Op+" "+c.Service]; fn != nil {
+		if fn := fns[string(c.Op)+" "+c.Service]; fn != nil {
 			return fn(ctx)
 		}
 		return nil

@@ -198,7 +198,7 @@ func newSecEnv(t testing.TB, template string) *secEnv {
 	seed := secDeckies()
 	e := &secEnv{
 		mem:      sl.NewMemoryStore(seed),
-		composer: &servicelivetest.Composer{},
+		composer: &servicelivetest.Composer{Lenient: true},
 		reg:      secRegistry(t),
 		root:     secTempDir(t),
 		scopes:   slices.Sorted(maps.Keys(seed)),

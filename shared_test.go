@@ -160,7 +160,7 @@ func TestSharedComposeKeyCollision(t *testing.T) {
 	ctx := context.Background()
 	fa, storeB := openShared(t, sl.Decky{Name: "a", Image: "decnet/base"}, sl.Decky{Name: "a-b", Image: "decnet/base"})
 	storeA := &pausedStore{FileStore: fa, ref: sl.FleetDecky("a"), reached: make(chan struct{}), release: make(chan struct{})}
-	engine := &servicelivetest.Composer{}
+	engine := &servicelivetest.Composer{Lenient: true} // the deckies were never deployed
 	mA, err := sl.New(storeA, engine, testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestReconcileKeepsConcurrentAddFile(t *testing.T) {
 			dir := t.TempDir()
 			mem := sl.NewMemoryStore(map[string][]sl.Decky{"": {{Name: "web1", Image: "decnet/base"}, {Name: "web2", Image: "decnet/base"}}})
 			st := &listPausedStore{Store: mem, reached: make(chan struct{}), release: make(chan struct{})}
-			m, err := sl.New(st, &servicelivetest.Composer{}, testRegistry(t), sl.WithProjectDir(dir))
+			m, err := sl.New(st, &servicelivetest.Composer{Lenient: true}, testRegistry(t), sl.WithProjectDir(dir))
 			if err != nil {
 				t.Fatal(err)
 			}

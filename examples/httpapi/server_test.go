@@ -579,7 +579,8 @@ func TestEmptyTokenRefusesEverything(t *testing.T) {
 func TestEngineFailure(t *testing.T) {
 	const secret = "dial unix /var/run/docker.sock: permission denied (secret detail)"
 	tests := []struct {
-		name, method, path, body, op string
+		name, method, path, body string
+		op                       servicelivetest.Op
 	}{
 		{"add fleet", "POST", "/api/v1/deckies/web2/services", `{"name": "ssh", "config": {"port": 22}}`, servicelivetest.OpUp},
 		{"add topology", "POST", "/api/v1/topologies/lab/deckies/edge1/services", `{"name": "http"}`, servicelivetest.OpUp},
