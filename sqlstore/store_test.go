@@ -1,6 +1,10 @@
 package sqlstore_test
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/decnet/servicelive"
@@ -20,5 +24,52 @@ func TestStore(t *testing.T) {
 		}, servicelivetest.WithReopen(func(t *testing.T, s servicelive.Store) servicelive.Store {
 			return reopen(t, s.(*sqlstore.Store))
 		}))
+	})
+}
+
+// TestConcurrentUpdatesTwoHandles checks that Updates of one decky made at
+// once through two handles on one database (as two processes would) lose
+// nothing, and that each handle sees them all.
+func TestConcurrentUpdatesTwoHandles(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		a := openFresh(t, b)
+		handles := []*sqlstore.Store{a, reopen(t, a)}
+		seed(t, a, map[string][]servicelive.Decky{"t1": {{Name: "web1"}}})
+		ref := servicelive.TopologyDecky("t1", "web1")
+		const goroutines, each = 8, 10
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			s := handles[g%2]
+			wg.Go(func() {
+				for i := range each {
+					token := fmt.Sprintf("g%d-%d", g, i)
+					if _, err := s.Update(context.Background(), ref, func(d *servicelive.Decky) error {
+						d.Services = append(d.Services, token)
+						return nil
+					}); err != nil {
+						t.Errorf("Update adding %s: %v", token, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for i, s := range handles {
+			d, err := s.Get(context.Background(), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := slices.Sorted(slices.Values(d.Services))
+			var want []string
+			for g := range goroutines {
+				for i := range each {
+					want = append(want, fmt.Sprintf("g%d-%d", g, i))
+				}
+			}
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("handle %d sees %d services, want the %d tokens each once", i, len(got), len(want))
+			}
+		}
 	})
 }
