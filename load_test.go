@@ -24,18 +24,23 @@ import (
 	"go.uber.org/goleak"
 
 	sl "github.com/decnet/servicelive"
+	"github.com/decnet/servicelive/internal/filelock"
 	"github.com/decnet/servicelive/servicelivetest"
 )
 
 // The load test: many mixed AddService/RemoveService calls on the deckies of
-// one FileStore file, from two handles (each with its own Manager) in this
-// process and from a second OS process. Every successful call gets a
-// sequence number drawn inside its Store.Update (under the store's exclusive
-// flock), so the successful calls can be replayed in the order the store
-// serialised them; the final store must equal that replay.
+// one shared store, from two handles (each with its own Manager) in this
+// process and from a second OS process; once per shareable Store: a
+// FileStore file, a SQLite database, a PostgreSQL database (storeKinds).
+// Every successful call gets a sequence number drawn inside its
+// Store.Update, while the store serialises the Updates of that decky
+// (FileStore: the file's exclusive flock; SQLite: the database's write lock;
+// PostgreSQL: the decky's row lock), so the successful calls of each decky
+// can be replayed in the order the store applied them; the final store must
+// equal that replay.
 //
-// The short variant (1,000 calls) always runs; -load.full or
-// SERVICELIVE_LOAD_FULL=1 runs the full one (10,000 calls).
+// The short variant (1,000 calls per store) always runs; -load.full or
+// SERVICELIVE_LOAD_FULL=1 runs the full one (10,000 calls per store).
 
 var loadFull = flag.Bool("load.full", false, "run the full load test (10,000 operations) instead of the short one")
 
@@ -46,7 +51,9 @@ const (
 	loadShortOps      = 1_000
 	loadFullOps       = 10_000
 
-	loadEnvState = "SERVICELIVE_LOAD_HELPER_STATE" // the state file; set only in the helper process
+	loadEnvKind  = "SERVICELIVE_LOAD_HELPER_KIND"  // the store kind; set only in the helper process
+	loadEnvState = "SERVICELIVE_LOAD_HELPER_STATE" // where the store is: a file path or a DSN
+	loadEnvSeq   = "SERVICELIVE_LOAD_HELPER_SEQ"   // the sequence counter file
 	loadEnvOut   = "SERVICELIVE_LOAD_HELPER_OUT"   // where the helper writes its successful calls
 	loadEnvSeed  = "SERVICELIVE_LOAD_HELPER_SEED"
 	loadEnvOps   = "SERVICELIVE_LOAD_HELPER_OPS" // per goroutine
@@ -100,9 +107,11 @@ type loadRecord struct {
 // sequence number of a call's successful Update.
 type loadSeqKey struct{}
 
-// seqStore draws, inside each successful Update (while the FileStore holds
-// its exclusive lock, which every handle and process takes), the next number
-// from a counter file, and hands it to the caller through the context.
+// seqStore draws, inside each successful Update (while the store holds the
+// decky's lock that every handle and process takes), the next number from a
+// counter file, and hands it to the caller through the context. fn may run
+// more than once (a SQL store retries a transaction): the number of the run
+// that was committed is the one handed out, earlier ones are gaps.
 type seqStore struct {
 	sl.Store
 	seqPath string
@@ -115,7 +124,7 @@ func (s *seqStore) Update(ctx context.Context, ref sl.Ref, fn func(*sl.Decky) er
 			return err
 		}
 		var err error
-		seq, err = nextSeq(s.seqPath)
+		seq, err = nextSeq(ctx, s.seqPath)
 		return err
 	})
 	if slot, ok := ctx.Value(loadSeqKey{}).(*uint64); ok && err == nil {
@@ -124,9 +133,15 @@ func (s *seqStore) Update(ctx context.Context, ref sl.Ref, fn func(*sl.Decky) er
 	return d, err
 }
 
-// nextSeq increments the counter in the file at path; the caller holds the
-// store's exclusive lock.
-func nextSeq(path string) (uint64, error) {
+// nextSeq increments the counter in the file at path, under an flock of its
+// own: the stores serialise the Updates of one decky, not (PostgreSQL) those
+// of different deckies, and every number must be drawn once.
+func nextSeq(ctx context.Context, path string) (uint64, error) {
+	unlock, err := filelock.Lock(ctx, path+".lock", false)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	var n uint64
 	data, err := os.ReadFile(path)
 	switch {
@@ -142,16 +157,22 @@ func nextSeq(path string) (uint64, error) {
 	return n, os.WriteFile(path, []byte(strconv.FormatUint(n, 10)), 0o600)
 }
 
-// loadManager is a Manager over its own handle of the state file, with its
-// own fake Composer.
-func loadManager(t testing.TB, path string) (*sl.Manager, *servicelivetest.Composer, *sl.FileStore) {
+// loadManager is a Manager over its own handle on the store of kind k at
+// loc, with its own fake engine, on which it has deployed the fleet (the
+// deckies' bases must run before a service can join one); seqPath is the
+// sequence counter file.
+func loadManager(t testing.TB, k storeKind, loc, seqPath string) (*sl.Manager, *servicelivetest.Composer, storeHandle) {
 	t.Helper()
 	c := &servicelivetest.Composer{}
-	s := openFileStore(t, path)
-	m, err := sl.New(&seqStore{Store: s, seqPath: path + ".seq"}, c, testRegistry(t))
+	s := openHandle(t, k, loc)
+	m, err := sl.New(&seqStore{Store: s, seqPath: seqPath}, c, testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := m.Deploy(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	c.Reset() // the calls counted are the load's
 	return m, c, s
 }
 
@@ -243,9 +264,13 @@ func loadSeed() []sl.Decky {
 // TestLoadHelperProcess is not a test: TestLoad runs the test binary again
 // with it, as the second process.
 func TestLoadHelperProcess(t *testing.T) {
-	path := os.Getenv(loadEnvState)
-	if path == "" {
+	loc := os.Getenv(loadEnvState)
+	if loc == "" {
 		return
+	}
+	k, err := kindNamed(os.Getenv(loadEnvKind))
+	if err != nil {
+		t.Fatal(err)
 	}
 	seed, err := strconv.ParseUint(os.Getenv(loadEnvSeed), 10, 64)
 	if err != nil {
@@ -255,7 +280,7 @@ func TestLoadHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, c, _ := loadManager(t, path)
+	m, c, _ := loadManager(t, k, loc, os.Getenv(loadEnvSeq))
 	fmt.Println("ready")
 	// Start when the parent closes stdin, so that both processes run at once.
 	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
@@ -299,16 +324,17 @@ func TestLoadHelperProcess(t *testing.T) {
 	}
 }
 
-// TestLoad: mixed AddService/RemoveService calls from 8 goroutines over two
-// FileStore handles (one Manager each) and from a second process, all on one
-// file: the final store equals the replay of the successful calls, refused
-// calls are ErrConflict only, and no goroutine or file descriptor leaks.
+// TestLoad: on each shareable store, mixed AddService/RemoveService calls
+// from 8 goroutines over two handles (one Manager each) and from a second
+// process, all on one store: the final store equals the replay of the
+// successful calls, refused calls are ErrConflict only, and no goroutine or
+// file descriptor leaks. PostgreSQL skips without a server (fails when
+// CI=true).
 func TestLoad(t *testing.T) {
 	total := loadShortOps
 	if *loadFull || os.Getenv("SERVICELIVE_LOAD_FULL") == "1" {
 		total = loadFullOps
 	}
-	perG := total / (loadGoroutines + loadChildRoutines)
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("SERVICELIVE_LOAD_SEED"); s != "" {
 		var err error
@@ -316,32 +342,48 @@ func TestLoad(t *testing.T) {
 			t.Fatalf("SERVICELIVE_LOAD_SEED: %v", err)
 		}
 	}
-	t.Logf("%d operations (%d goroutines × %d here, %d × %d in the helper process), seed %d (SERVICELIVE_LOAD_SEED)",
-		perG*(loadGoroutines+loadChildRoutines), loadGoroutines, perG, loadChildRoutines, perG, seed)
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) { testLoad(t, k, total, seed) })
+	}
+}
 
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+func testLoad(t *testing.T, k storeKind, total int, seed uint64) {
+	perG := total / (loadGoroutines + loadChildRoutines)
+	t.Logf("%s store: %d operations (%d goroutines × %d here, %d × %d in the helper process), seed %d (SERVICELIVE_LOAD_SEED)",
+		k.name, perG*(loadGoroutines+loadChildRoutines), loadGoroutines, perG, loadChildRoutines, perG, seed)
+
+	dir := t.TempDir()
+	loc := k.fresh(t) // may start the PostgreSQL server: before the leak checks' snapshots
+	seqPath := filepath.Join(dir, "seq")
+
+	// Checked after the handles' cleanups, so that a failed run reports its
+	// failure, not the handles it left open.
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	warmUpFDs(t)
 	fdsBefore := openFDs()
 
 	start := time.Now()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "state.json")
 	seedDeckies := loadSeed()
-	putAll(t, openFileStore(t, path), map[string][]sl.Decky{"": seedDeckies})
+	seedStore := openHandle(t, k, loc)
+	putDeckies(t, seedStore, "", seedDeckies)
+	if err := closeHandle(seedStore); err != nil {
+		t.Fatal(err)
+	}
 
-	child := startLoadHelper(t, path, filepath.Join(dir, "helper-ops.jsonl"), seed, perG)
+	child := startLoadHelper(t, k, loc, seqPath, filepath.Join(dir, "helper-ops.jsonl"), seed, perG)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	type mgr struct {
 		m  *sl.Manager
 		c  *servicelivetest.Composer
-		s  *sl.FileStore
+		s  storeHandle
 		st loadStats
 	}
 	mgrs := make([]*mgr, 2)
 	for i := range mgrs {
-		m, c, s := loadManager(t, path)
+		m, c, s := loadManager(t, k, loc, seqPath)
 		mgrs[i] = &mgr{m: m, c: c, s: s}
 	}
 	var (
@@ -390,7 +432,7 @@ func TestLoad(t *testing.T) {
 
 	// Every handle, and a new one, reads the same final state.
 	final := make(map[string]sl.Decky)
-	for i, s := range []*sl.FileStore{mgrs[0].s, mgrs[1].s, openFileStore(t, path)} {
+	for i, s := range []storeHandle{mgrs[0].s, mgrs[1].s, openHandle(t, k, loc)} {
 		ds, err := s.List(context.Background(), "")
 		if err != nil {
 			t.Fatal(err)
@@ -404,6 +446,9 @@ func TestLoad(t *testing.T) {
 		}
 		if len(ds) != loadDeckies {
 			t.Errorf("handle %d lists %d deckies, want %d", i, len(ds), loadDeckies)
+		}
+		if err := closeHandle(s); err != nil {
+			t.Errorf("handle %d: close: %v", i, err)
 		}
 	}
 
@@ -423,8 +468,8 @@ func TestLoad(t *testing.T) {
 		t.Log("the two processes hardly overlapped: the test proved less than it could")
 	}
 	raced := all.Downs - all.Removes // removes refused by Store.Update: another Manager removed the service after their check
-	t.Logf("%v: %d calls (here %d, helper %d), %d successful (%d adds, %d removes), %d refused with ErrConflict (%d adds, %d removes, of which %d by Store.Update after Down: removed meanwhile through another handle), lost %d, phantom %d",
-		elapsed.Round(time.Millisecond), all.Calls, here.Calls, childStats.Calls, all.Adds+all.Removes, all.Adds, all.Removes,
+	t.Logf("%s store, %v: %d calls (here %d, helper %d), %d successful (%d adds, %d removes), %d refused with ErrConflict (%d adds, %d removes, of which %d by Store.Update after Down: removed meanwhile through another handle), lost %d, phantom %d",
+		k.name, elapsed.Round(time.Millisecond), all.Calls, here.Calls, childStats.Calls, all.Adds+all.Removes, all.Adds, all.Removes,
 		all.AddConflicts+all.RemoveConflicts, all.AddConflicts, all.RemoveConflicts, raced, lost, phantom)
 	if want := perG * (loadGoroutines + loadChildRoutines); all.Calls != want {
 		t.Errorf("%d calls made, want %d", all.Calls, want)
@@ -555,7 +600,7 @@ func checkLoadReplay(t *testing.T, seed []sl.Decky, ops []loadOp, final map[stri
 	return lost, phantom
 }
 
-// loadHandle tells the three FileStore handles apart: 0 and 1 here (one
+// loadHandle tells the three store handles apart: 0 and 1 here (one
 // per Manager, goroutines alternate between them), 2 in the helper.
 func loadHandle(op loadOp) int {
 	if op.Proc == 1 {
@@ -619,13 +664,13 @@ type loadHelper struct {
 
 // startLoadHelper starts the helper process and waits until it is ready;
 // it starts its calls on start.
-func startLoadHelper(t *testing.T, state, out string, seed uint64, perG int) *loadHelper {
+func startLoadHelper(t *testing.T, k storeKind, loc, seqPath, out string, seed uint64, perG int) *loadHelper {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	h := &loadHelper{cancel: cancel, done: make(chan struct{}), path: out}
 	h.cmd = exec.CommandContext(ctx, os.Args[0], "-test.run=^TestLoadHelperProcess$", "-test.count=1")
 	h.cmd.Env = append(os.Environ(),
-		loadEnvState+"="+state, loadEnvOut+"="+out,
+		loadEnvKind+"="+k.name, loadEnvState+"="+loc, loadEnvSeq+"="+seqPath, loadEnvOut+"="+out,
 		loadEnvSeed+"="+strconv.FormatUint(seed, 10), loadEnvOps+"="+strconv.Itoa(perG))
 	var stderr bytes.Buffer
 	h.cmd.Stderr = &stderr
