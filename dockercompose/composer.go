@@ -142,9 +142,11 @@ func (c *Composer) Close() error {
 //
 // By default Up returns once the container is running. An image that cannot
 // be had, a container that cannot start or is not running right after its
-// start is an error carrying the engine's message (a *ContainerError, with
-// the container's last log lines, for the last two). project is not
-// modified.
+// start is an error carrying the engine's error: a *PullError or a
+// *MissingImageError for the first (no container is created), a
+// *ContainerError, with the container's last log lines, for the others (a
+// port already allocated is one). A field Up cannot honour is an
+// *UnsupportedError, before any request. project is not modified.
 //
 // Up removes only a container it created. When an Up that created (or
 // recreated) the service's container fails afterwards, for whatever reason
@@ -385,17 +387,29 @@ func (c *Composer) createErr(p *types.Project, svc types.ServiceConfig, name str
 	return fmt.Errorf("create %s from image %s: %w", name, api.GetImageNameOrDefault(svc, p.Name), err)
 }
 
-// gone reports an error removing a container that is gone or going: not
-// found, or its removal already in progress.
+// gone reports an error removing a container (with Force) that is gone or
+// going: not found, or its removal already in progress.
 func gone(err error) bool {
-	return errdefs.IsNotFound(err) || (errdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress"))
+	return errdefs.IsNotFound(err) || removalInProgress(err)
 }
 
-// isImageError reports an error about a missing image, which a retry
-// cannot fix.
+// removalInProgress reports the engine's answer to a removal of a container
+// that another removal is already removing. Docker Engine 20.10 (and later)
+// answers 409 Conflict, "removal of container <id> is already in progress",
+// and nothing else tells this conflict from another: no error code, and no
+// inspectable state while the container still runs (its state reads
+// "removing" only once it stopped). This is the one place where an engine
+// error is classified by its text.
+func removalInProgress(err error) bool {
+	return errdefs.IsConflict(err) && strings.Contains(err.Error(), "is already in progress")
+}
+
+// isImageError reports an error about an image that cannot be had (a
+// failed pull, or a create without the image), which a retry cannot fix.
 func isImageError(err error) bool {
-	var msg = err.Error()
-	return containsAny(msg, "No such image", "pull access denied", "manifest unknown", "repository does not exist")
+	var pe *PullError
+	var me *MissingImageError
+	return errors.As(err, &pe) || errors.As(err, &me)
 }
 
 // removeStale makes way after a create of the SDK conflicted (cause) on a

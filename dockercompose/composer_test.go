@@ -4,10 +4,16 @@ import (
 	"bufio"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/assert"
@@ -151,24 +157,137 @@ func TestUpUnstartableService(t *testing.T) {
 	assert.Empty(t, serviceContainers(t, api, name, bad), "no container left behind")
 }
 
+// TestUpMissingImage brings up services whose image the engine does not
+// have and cannot pull: a *PullError carrying the engine's typed error
+// (from a registry out of reach, or one that does not know the image),
+// or, when the pull policy
+// forbids the pull, a *MissingImageError. None is retried (as a container
+// that vanished would be), and no container is left behind.
 func TestUpMissingImage(t *testing.T) {
+	t.Parallel()
+	api, image := engine(t)
+	ctx := t.Context()
+	c, log := countingComposer(t)
+	name := uniqueProject(t, api)
+
+	p := newProject(name)
+	addBase(p, "web1", image, "", "")
+	require.NoError(t, c.Up(ctx, p, "web1"))
+
+	up := func(key string) (error, []string) {
+		t.Helper()
+		log.take()
+		start := time.Now()
+		err := c.Up(ctx, p, key)
+		require.Error(t, err)
+		t.Logf("%v (after %v)", err, time.Since(start))
+		assert.Empty(t, serviceContainers(t, api, name, key), "no container left behind")
+		return err, log.take()
+	}
+	count := func(calls []string, suffix string) int {
+		n := 0
+		for _, c := range calls {
+			if strings.HasSuffix(c, suffix) {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Not here, pulled from Docker Hub, out of reach.
+	missing := addService(p, "web1", "missing", "servicelive-missing:does-not-exist", testimage.ModeBanner, nil)
+	err, calls := up(missing)
+	assert.Contains(t, err.Error(), "servicelive-missing")
+	var pe *dockercompose.PullError
+	require.True(t, errors.As(err, &pe), "%v", err)
+	assert.Equal(t, "servicelive-missing:does-not-exist", pe.Image)
+	assert.Error(t, pe.Err)
+	assert.Equal(t, 1, count(calls, "POST /images/create"), "one pull, no retry: %v", calls)
+	assert.Zero(t, count(calls, "POST /containers/create"), "%v", calls)
+
+	// Not here, and the pull policy forbids a pull: the create is refused.
+	never := addService(p, "web1", "never", "servicelive-missing:never", testimage.ModeBanner, nil)
+	s := p.Services[never]
+	s.PullPolicy = types.PullPolicyNever
+	p.Services[never] = s
+	err, calls = up(never)
+	var me *dockercompose.MissingImageError
+	require.True(t, errors.As(err, &me), "%v", err)
+	assert.Equal(t, "servicelive-missing:never", me.Image)
+	assert.True(t, errdefs.IsNotFound(err), "the engine's error: %v", err)
+	assert.False(t, errors.As(err, &pe), "no pull")
+	assert.Equal(t, 1, count(calls, "POST /containers/create"), "no retry: %v", calls)
+
+	// A registry that does not know the image: the engine's 404 (a
+	// "not found", as a vanished container's) is not retried either.
+	if !strings.HasPrefix(api.DaemonHost(), "unix://") {
+		t.Skip("a registry on this host is reachable only by a local engine")
+	}
+	var manifests atomic.Int32
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		if r.URL.Path == "/v2/" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		if strings.Contains(r.URL.Path, "/manifests/") {
+			manifests.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`))
+	}))
+	t.Cleanup(reg.Close)
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/sltest/missing:latest"
+	unknown := addService(p, "web1", "unknown", ref, testimage.ModeBanner, nil)
+	err, calls = up(unknown)
+	require.True(t, errors.As(err, &pe), "%v", err)
+	assert.Equal(t, ref, pe.Image)
+	// Docker 20.10 answers 500 (an internal error) for a manifest the
+	// registry does not know; later engines may answer 404.
+	assert.True(t, errdefs.IsInternal(pe.Err) || errdefs.IsNotFound(pe.Err), "the engine's error: %T %v", pe.Err, pe.Err)
+	assert.Equal(t, 1, count(calls, "POST /images/create"), "one pull, no retry: %v", calls)
+	assert.Positive(t, manifests.Load(), "the engine asked the registry")
+}
+
+// TestUpPortConflict brings up two services publishing the same host port:
+// the second fails at its start with a *ContainerError carrying the
+// engine's error (an internal error: the engine says which port only in
+// its message), and its container is removed; the first is untouched.
+func TestUpPortConflict(t *testing.T) {
 	t.Parallel()
 	api, image := engine(t)
 	ctx := t.Context()
 	c := newComposer(t)
 	name := uniqueProject(t, api)
 
-	p := newProject(name)
-	addBase(p, "web1", image, "", "")
-	missing := addService(p, "web1", "missing", "servicelive-missing:does-not-exist", testimage.ModeBanner, nil)
-	require.NoError(t, c.Up(ctx, p, "web1"))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
 
-	start := time.Now()
-	err := c.Up(ctx, p, missing)
+	p := newProject(name)
+	for _, decky := range []string{"web1", "web2"} {
+		addBase(p, decky, image, "", "")
+		s := p.Services[decky]
+		s.Ports = []types.ServicePortConfig{{Target: testimage.DefaultPort, Published: strconv.Itoa(port), Protocol: "tcp", HostIP: "127.0.0.1"}}
+		p.Services[decky] = s
+	}
+	require.NoError(t, c.Up(ctx, p, "web1"))
+	first := identityOf(t, api, name+".web1")
+
+	err = c.Up(ctx, p, "web2")
 	require.Error(t, err)
-	t.Logf("%v (after %v)", err, time.Since(start))
-	assert.Contains(t, err.Error(), "servicelive-missing")
-	assert.Empty(t, serviceContainers(t, api, name, missing), "no container left behind")
+	t.Log(err)
+	var ce *dockercompose.ContainerError
+	require.True(t, errors.As(err, &ce), "%v", err)
+	assert.Equal(t, name+".web2", ce.Container)
+	require.Error(t, ce.Err, "the start failed")
+	assert.True(t, errdefs.IsInternal(ce.Err), "the engine's error: %v", ce.Err)
+	assert.True(t, ce.Removed)
+	assert.Contains(t, err.Error(), strconv.Itoa(port))
+	assert.Empty(t, serviceContainers(t, api, name, "web2"), "no container left behind")
+	assert.Equal(t, first, identityOf(t, api, name+".web1"), "the first is untouched")
 }
 
 func TestUpStaleContainer(t *testing.T) {

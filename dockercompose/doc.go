@@ -24,7 +24,7 @@
 // running right after its start, is reported as a *ContainerError with the
 // engine's message and the container's last log lines, and removed if the
 // Up created it; an image that cannot be had is an error too (no container
-// is created). The engine may report a process that exits immediately as
+// is created; a *PullError or a *MissingImageError). The engine may report a process that exits immediately as
 // running for ~100 ms after its start: WithStartGrace watches the container
 // that much longer.
 //

@@ -3,18 +3,22 @@ package dockercompose
 import (
 	"context"
 	"fmt"
+	"io"
+	"iter"
 	"strings"
 	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
 )
 
 // engineClient is the API client the Compose SDK gets: the Composer's client
-// with three changes.
+// with these changes (and the error typing of ContainerCreate and
+// ImagePull, see there).
 //
 // NetworkCreate is made safe for concurrent Ups. Engines before API 1.44
 // (Docker 20.10 speaks 1.41) create a second network with the same name
@@ -261,13 +265,52 @@ func (e *engineClient) ContainerList(ctx context.Context, options client.Contain
 }
 
 // ContainerCreate creates a container; under an Up's scope, it records the
-// creation (or the name that conflicted).
+// creation (or the name that conflicted). A creation the engine refuses as
+// not found is a *MissingImageError when the image is missing: the other
+// "not found" of a create, a container the configuration refers to
+// (network_mode "container:<id>" for a base that vanished), is worth a
+// retry, a missing image is not. The engine tells the two apart only in
+// its message, so the image is inspected.
 func (e *engineClient) ContainerCreate(ctx context.Context, options client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
 	res, err := e.APIClient.ContainerCreate(ctx, options)
+	if errdefs.IsNotFound(err) && options.Config != nil && options.Config.Image != "" {
+		if _, ierr := e.APIClient.ImageInspect(ctx, options.Config.Image); errdefs.IsNotFound(ierr) {
+			err = &MissingImageError{Image: options.Config.Image, Err: err}
+		}
+	}
 	if scope, _ := ctx.Value(upScopeKey{}).(*upScope); scope != nil && scope.rec != nil {
 		scope.rec.create(options, res, err)
 	}
 	return res, err
+}
+
+// ImagePull pulls the image to its end and returns the outcome as the
+// error: a *PullError carrying the engine's typed error, whether the engine
+// refused the request or reported the failure in the pull's progress
+// stream (which the Compose SDK turns into an untyped error). A successful
+// pull returns an empty stream: the SDK pulls quietly, it reads the stream
+// only for progress and errors.
+func (e *engineClient) ImagePull(ctx context.Context, ref string, options client.ImagePullOptions) (client.ImagePullResponse, error) {
+	res, err := e.APIClient.ImagePull(ctx, ref, options)
+	if err == nil {
+		err = res.Wait(ctx) // closes the stream
+	}
+	if err != nil {
+		return nil, &PullError{Image: ref, Err: err}
+	}
+	return pulled{}, nil
+}
+
+// pulled is the (empty) progress stream of a pull that succeeded.
+type pulled struct{}
+
+func (pulled) Read([]byte) (int, error) { return 0, io.EOF }
+func (pulled) Close() error             { return nil }
+func (pulled) Wait(context.Context) error {
+	return nil
+}
+func (pulled) JSONMessages(context.Context) iter.Seq2[jsonstream.Message, error] {
+	return func(func(jsonstream.Message, error) bool) {}
 }
 
 // ContainerRemove removes a container; under an Up's scope, it records the

@@ -141,6 +141,48 @@ func (e *UnsupportedError) Error() string {
 // Unwrap returns servicelive.ErrInvalidService.
 func (e *UnsupportedError) Unwrap() error { return servicelive.ErrInvalidService }
 
+// PullError reports that the engine could not pull the image of the
+// service Up converges (it was not present, and the pull policy asked for
+// it). Err is the engine's error, typed by the Engine API's status where the
+// engine gives one (use errdefs.IsNotFound, errdefs.IsUnauthorized, ...),
+// whether the engine refused the pull or reported its failure in the pull's
+// progress stream.
+// Docker Engine 20.10 answers 500 (errdefs.IsInternal) both for a registry
+// out of reach and for one that does not know the image. Up creates no
+// container and does not retry. Up returns it wrapped: use
+// errors.As.
+type PullError struct {
+	Image string // the image reference
+	Err   error  // the engine's error
+}
+
+// Error names the image, e.g. "pull image servicelive-missing:latest:
+// Error response from daemon: ...".
+func (e *PullError) Error() string { return fmt.Sprintf("pull image %s: %v", e.Image, e.Err) }
+
+// Unwrap returns the engine's error.
+func (e *PullError) Unwrap() error { return e.Err }
+
+// MissingImageError reports that the engine refused to create the
+// service's container because it has no such image: the pull policy did
+// not allow a pull ("never"), or the image was removed after the Compose SDK
+// checked for it. Up creates no container and does not retry. It matches
+// errdefs.ErrNotFound, as the engine's error does. Up returns it wrapped:
+// use errors.As.
+type MissingImageError struct {
+	Image string // the image reference
+	Err   error  // the engine's error
+}
+
+// Error names the image, e.g. "no such image servicelive-missing:latest:
+// Error response from daemon: No such image: servicelive-missing:latest".
+func (e *MissingImageError) Error() string {
+	return fmt.Sprintf("no such image %s: %v", e.Image, e.Err)
+}
+
+// Unwrap returns the engine's error.
+func (e *MissingImageError) Unwrap() error { return e.Err }
+
 // shortID is a container ID as the docker CLI shows it.
 func shortID(id string) string {
 	if len(id) > 12 {

@@ -134,12 +134,3 @@ func (c *Composer) tailLogs(ctx context.Context, ref string, n int) []string {
 	}
 	return lines
 }
-
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}
