@@ -174,7 +174,7 @@ func TestUpMissingImage(t *testing.T) {
 	addBase(p, "web1", image, "", "")
 	require.NoError(t, c.Up(ctx, p, "web1"))
 
-	up := func(key string) (error, []string) {
+	up := func(key string) ([]string, error) {
 		t.Helper()
 		log.take()
 		start := time.Now()
@@ -182,7 +182,7 @@ func TestUpMissingImage(t *testing.T) {
 		require.Error(t, err)
 		t.Logf("%v (after %v)", err, time.Since(start))
 		assert.Empty(t, serviceContainers(t, api, name, key), "no container left behind")
-		return err, log.take()
+		return log.take(), err
 	}
 	count := func(calls []string, suffix string) int {
 		n := 0
@@ -196,7 +196,7 @@ func TestUpMissingImage(t *testing.T) {
 
 	// Not here, pulled from Docker Hub, out of reach.
 	missing := addService(p, "web1", "missing", "servicelive-missing:does-not-exist", testimage.ModeBanner, nil)
-	err, calls := up(missing)
+	calls, err := up(missing)
 	assert.Contains(t, err.Error(), "servicelive-missing")
 	var pe *dockercompose.PullError
 	require.True(t, errors.As(err, &pe), "%v", err)
@@ -210,7 +210,7 @@ func TestUpMissingImage(t *testing.T) {
 	s := p.Services[never]
 	s.PullPolicy = types.PullPolicyNever
 	p.Services[never] = s
-	err, calls = up(never)
+	calls, err = up(never)
 	var me *dockercompose.MissingImageError
 	require.True(t, errors.As(err, &me), "%v", err)
 	assert.Equal(t, "servicelive-missing:never", me.Image)
@@ -240,7 +240,7 @@ func TestUpMissingImage(t *testing.T) {
 	t.Cleanup(reg.Close)
 	ref := strings.TrimPrefix(reg.URL, "http://") + "/sltest/missing:latest"
 	unknown := addService(p, "web1", "unknown", ref, testimage.ModeBanner, nil)
-	err, calls = up(unknown)
+	calls, err = up(unknown)
 	require.True(t, errors.As(err, &pe), "%v", err)
 	assert.Equal(t, ref, pe.Image)
 	// Docker 20.10 answers 500 (an internal error) for a manifest the
