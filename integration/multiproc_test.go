@@ -44,15 +44,24 @@ import (
 // makes the key a-b, the name of a decky. Half of the workers' operations
 // target these pairs.
 //
-// SERVICELIVE_MP_SEED replays a run (default mpDefaultSeed: a fixed
-// sequence); SERVICELIVE_MP_OPS sets the operations per worker (default
-// mpDefaultOps); SERVICELIVE_MP_WORKERS the number of worker processes
-// (default mpDefaultWorkers, at least 2).
+// The check has teeth: with the Managers' Store wrapped so that it is no
+// DeckyLocker (the behaviour before issue 7), runs of this test ended with
+// a compose key in the compose files and on the engine that no decky of
+// the Store has (a-b-c: a stray), or a service's container left running
+// after its removal (n-b), or a worker's AddService failing in the engine.
+//
+// SERVICELIVE_MP_SEED (default mpDefaultSeed) fixes the workers' picks:
+// which decky and service each call targets. Whether a call adds or
+// removes follows the Store at that moment, so the interleaving, and what
+// each call does, vary from run to run. SERVICELIVE_MP_OPS sets the calls
+// per worker (default mpDefaultOps); SERVICELIVE_MP_WORKERS the number of
+// worker processes (default mpDefaultWorkers, at least 2).
 
 // Defaults of a run. Measured under -race on 2 cores shared with other
-// work (Docker Engine 20.10), per Store kind: 34-43 s for the file store,
+// work (Docker Engine 20.10), per Store kind: 34-50 s for the file store,
 // 45-54 s for SQLite, 45-59 s for PostgreSQL (its cluster's start
-// included); 2m05s-2m38s for the whole test.
+// included), 2m05s-2m38s for the whole test; 89-107 s per kind (4m48s in
+// all) while other tests kept the load average near 13.
 const (
 	mpDefaultSeed    = 7
 	mpDefaultOps     = 20
@@ -380,7 +389,7 @@ func TestMultiProcess(t *testing.T) {
 	}
 	ops := mpEnvInt(t, "SERVICELIVE_MP_OPS", mpDefaultOps, 1)
 	workers := mpEnvInt(t, "SERVICELIVE_MP_WORKERS", mpDefaultWorkers, 2)
-	t.Logf("seed %d (SERVICELIVE_MP_SEED=%d replays the workers' sequences), %d workers × %d ops, 1 reconciler", seed, seed, workers, ops)
+	t.Logf("seed %d (SERVICELIVE_MP_SEED=%d replays the workers' picks), %d workers × %d ops, 1 reconciler", seed, seed, workers, ops)
 	for i, kind := range mpKinds {
 		t.Run(kind, func(t *testing.T) {
 			mpRun(t, api, image, kind, seed*uint64(len(mpKinds))+uint64(i), workers, ops)
@@ -499,6 +508,7 @@ func mpRun(t *testing.T, api client.APIClient, image, kind string, seed uint64, 
 	// left is worth seeing).
 	t2 := time.Now()
 	problems := mpCheck(ctx, t, api, m, composer, store, filepath.Join(projectDir, fleet, "compose.yaml"))
+	checked := time.Since(t2)
 	if len(problems) > 0 {
 		var outs strings.Builder
 		if failed {
@@ -511,9 +521,19 @@ func mpRun(t *testing.T, api client.APIClient, image, kind string, seed uint64, 
 		t.Errorf("after every process exited, with no repair pass:\n  %s\n%s", strings.Join(problems, "\n  "), outs.String())
 	}
 	deckies, _ := store.List(ctx, "")
+	keys := wantedKeys(deckies)
+
+	// Teardown leaves nothing of the project (t.Cleanup removes what a
+	// failed run left).
+	if err := m.Teardown(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := observe(ctx, api, fleet); err != nil || len(left) > 0 {
+		t.Fatalf("teardown left %v (%v)", slices.Sorted(maps.Keys(left)), err)
+	}
 	t.Logf("%s store: deploy %v, children %v (workers %v), checks %v; the fleet ends with %d compose keys: %v",
 		kind, deployed.Round(time.Millisecond), reconciler.took.Round(time.Millisecond), workersTook.Round(time.Millisecond),
-		time.Since(t2).Round(time.Millisecond), len(wantedKeys(deckies)), wantedKeys(deckies))
+		checked.Round(time.Millisecond), len(keys), keys)
 }
 
 // mpCheck compares the engine, the Store and the compose files, and
