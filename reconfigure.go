@@ -132,29 +132,37 @@ func setConfig(d *Decky, service string, cfg Config) {
 // undoConfigure stores old as service's configuration again, rewrites the
 // compose file when it was written, and, when the engine was asked to
 // recreate the container, brings the old one back — even when ctx is
-// cancelled.
+// cancelled. Each step is tried whatever the others did (a decoy running
+// its old configuration beats no decoy while the Store or the disk is
+// broken); the error joins the failures.
 func (m *Manager) undoConfigure(ctx context.Context, ref Ref, service string, old Config, before Decky, rewrite, engine bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
+	failed := func(stage Stage, err error) error {
+		return &Error{Op: "configure", Ref: ref, Service: service, Err: err, Msg: "rollback failed (Reconcile repairs it)", Stage: stage}
+	}
+	var errs []error
 	restored, err := m.store.Update(ctx, ref, func(d *Decky) error {
 		setConfig(d, service, old)
 		return nil
 	})
-	stage := StageStore
-	if err == nil && rewrite {
-		err, stage = m.writeDeckyFile(ctx, ref.Topology, restored), StageFiles
-	}
-	if err == nil && engine {
-		stage = StageEngine
-		// The engine may have removed the old container before failing to
-		// start the new one: bring it back (a no-op if it never left).
-		var p *types.Project
-		if p, err = m.deckyProject(ref.Topology, before, renderFull, service); err == nil {
-			err = m.up(ctx, p, ServiceKey(ref.Decky, service))
+	if err != nil {
+		errs = append(errs, failed(StageStore, err))
+	} else if rewrite {
+		if err := m.writeDeckyFile(ctx, ref.Topology, restored); err != nil {
+			errs = append(errs, failed(StageFiles, err))
 		}
 	}
-	if err != nil {
-		return &Error{Op: "configure", Ref: ref, Service: service, Err: err, Msg: "rollback failed (Reconcile repairs it)", Stage: stage}
+	if engine {
+		// The engine may have removed the old container before failing to
+		// start the new one: bring it back (a no-op if it never left).
+		p, err := m.deckyProject(ref.Topology, before, renderFull, service)
+		if err == nil {
+			err = m.up(ctx, p, ServiceKey(ref.Decky, service))
+		}
+		if err != nil {
+			errs = append(errs, failed(StageEngine, err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
