@@ -127,34 +127,28 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 // reconcileDecky converges one decky under its lock. found holds the
 // containers listed before the lock was taken, by compose key; keys are the
 // keys found for this decky.
+//
+// The listing may be stale by the time the lock is held: a key this decky
+// dropped may since have been made by another decky (decky a removing b-c,
+// then decky a-b adding c, both key a-b-c). So a key to remove as a stray
+// is removed under the locks of every decky that could make it, and only if
+// none of them has it now.
 func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, byKey map[string][]Container, keys []string) ([]ContainerReport, error) {
 	ref := Ref{Topology: topology, Decky: decky}
-	var unlock func()
-	var err error
-	if ValidDeckyName(decky) {
-		unlock, err = m.lockDeckies(ctx, ref)
-	} else {
-		// A stray's decky label no decky can have: nothing to serialise with.
-		unlock, err = m.locks.Lock(ctx, ref.String())
-	}
+	unlock, d, err := m.lockAndGet(ctx, ref, nil)
 	if err != nil {
-		return nil, &Error{Op: "reconcile", Ref: ref, Err: err, Stage: StageLock}
+		return nil, err
+	}
+	if owners := strayOwners(ref, strayKeys(d, keys)); len(owners) > 0 {
+		// Start over holding the owners' locks too (sorted with this
+		// decky's, so no deadlock with an AddService locking the same set).
+		unlock()
+		if unlock, d, err = m.lockAndGet(ctx, ref, owners); err != nil {
+			return nil, err
+		}
 	}
 	defer unlock()
 
-	// Re-read under the lock: a mutation may have run since the listing.
-	// A container whose decky label is no decky name (missing, or set by
-	// hand) belongs to no decky: it is a stray.
-	var d Decky
-	if ValidDeckyName(decky) {
-		d, err = m.store.Get(ctx, ref)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			d = Decky{} // left the store: everything found is stray
-		case err != nil:
-			return nil, &Error{Op: "reconcile", Ref: ref, Err: err, Stage: StageStore}
-		}
-	}
 	var p *types.Project
 	if d.Name != "" {
 		if err := m.writeDeckyFileTop(ctx, topology, d, false); err != nil {
@@ -165,11 +159,9 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 		}
 	}
 	var out []ContainerReport
-	wanted := map[string]bool{}
 	if p != nil {
 		baseRepaired := false
 		for _, key := range d.ComposeKeys() {
-			wanted[key] = true
 			r := m.converge(ctx, p, key, decky, byKey[key], baseRepaired)
 			if key == d.Name && r.Action != ActionNone {
 				baseRepaired = true
@@ -177,15 +169,21 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 			out = append(out, r)
 		}
 	}
-	for _, key := range keys {
-		if wanted[key] {
-			continue
-		}
+	for _, key := range strayKeys(d, keys) {
 		r := ContainerReport{Service: key, Decky: decky, Found: describe(byKey[key]), Action: ActionRemoved}
 		if key == "" {
 			r.Err = &Error{Op: "reconcile", Ref: ref, Msg: "container " + byKey[key][0].Name + " of the project has no compose service label: remove it by hand"}
 			out = append(out, r)
 			continue
+		}
+		owner, err := m.keyOwner(ctx, ref, key)
+		switch {
+		case err != nil:
+			r.Action, r.Err = ActionNone, &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "owner of " + key, Stage: StageStore}
+			out = append(out, r)
+			continue
+		case owner != "":
+			continue // made since by another decky: its own pass converges it
 		}
 		stray := m.newProject(topology, 1)
 		svc := types.ServiceConfig{Name: key}
@@ -197,6 +195,82 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 		out = append(out, r)
 	}
 	return out, ctx.Err()
+}
+
+// lockAndGet takes the locks of ref (when it is a decky name at all) and of
+// extra, and reads ref's decky. A container whose decky label is no decky
+// name (missing, or set by hand) belongs to no decky: its Decky is the zero
+// value, as is that of a decky that left the Store.
+func (m *Manager) lockAndGet(ctx context.Context, ref Ref, extra []Ref) (func(), Decky, error) {
+	var unlock func()
+	var err error
+	if ValidDeckyName(ref.Decky) {
+		unlock, err = m.lockDeckies(ctx, append([]Ref{ref}, extra...)...)
+	} else {
+		unlock, err = m.lockDeckies(ctx, extra...)
+	}
+	if err != nil {
+		return nil, Decky{}, &Error{Op: "reconcile", Ref: ref, Err: err, Stage: StageLock}
+	}
+	if !ValidDeckyName(ref.Decky) {
+		return unlock, Decky{}, nil
+	}
+	d, err := m.store.Get(ctx, ref)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return unlock, Decky{}, nil
+	case err != nil:
+		unlock()
+		return nil, Decky{}, &Error{Op: "reconcile", Ref: ref, Err: err, Stage: StageStore}
+	}
+	return unlock, d, nil
+}
+
+// strayKeys returns the keys found for decky d that it does not want.
+func strayKeys(d Decky, found []string) []string {
+	wanted := d.ComposeKeys()
+	if d.Name == "" {
+		wanted = nil
+	}
+	var out []string
+	for _, key := range found {
+		if !slices.Contains(wanted, key) {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
+// strayOwners returns the other deckies of ref's scope that could make one
+// of keys.
+func strayOwners(ref Ref, keys []string) []Ref {
+	var refs []Ref
+	for _, key := range keys {
+		for _, r := range keyRefs(ref, key)[1:] {
+			if !slices.Contains(refs, r) {
+				refs = append(refs, r)
+			}
+		}
+	}
+	return refs
+}
+
+// keyOwner returns the decky of ref's scope, other than ref's, that has key
+// as a compose key now ("" for none). The caller holds the locks of
+// strayOwners.
+func (m *Manager) keyOwner(ctx context.Context, ref Ref, key string) (string, error) {
+	for _, r := range keyRefs(ref, key)[1:] {
+		d, err := m.store.Get(ctx, r)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case err != nil:
+			return "", err
+		case r.Decky == key || d.HasService(key[len(r.Decky)+1:]):
+			return r.Decky, nil
+		}
+	}
+	return "", nil
 }
 
 // converge brings one wanted compose service to running as rendered.

@@ -284,3 +284,54 @@ func TestDeployFailureIsolated(t *testing.T) {
 		t.Fatalf("running %v: web2 was not deployed", got)
 	}
 }
+
+// listHeldComposer lists the engine's containers, then holds the Reconcile
+// that asked until release.
+type listHeldComposer struct {
+	*servicelivetest.Composer
+	reached, release chan struct{}
+	once             sync.Once
+}
+
+func (c *listHeldComposer) Containers(ctx context.Context, p *types.Project) ([]sl.Container, error) {
+	cs, err := c.Composer.Containers(ctx, p)
+	c.once.Do(func() { close(c.reached); <-c.release })
+	return cs, err
+}
+
+// TestReconcileStaleStray: decky a drops b-c and decky a-b adds c (both
+// compose key a-b-c) after Reconcile listed the containers: the new
+// container is a-b's, not a stray of a, and stays.
+func TestReconcileStaleStray(t *testing.T) {
+	ctx := context.Background()
+	mem := sl.NewMemoryStore(map[string][]sl.Decky{"": {{Name: "a", Image: "decnet/base", Services: []string{"b-c"}}, {Name: "a-b", Image: "decnet/base"}}})
+	engine := &servicelivetest.Composer{}
+	held := &listHeldComposer{Composer: engine, reached: make(chan struct{}), release: make(chan struct{})}
+	mR, err := sl.New(mem, held, testRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := sl.New(mem, engine, testRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Deploy(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := mR.Reconcile(ctx, ""); done <- err }()
+	<-held.reached
+	if _, err := m.RemoveService(ctx, sl.FleetDecky("a"), "b-c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.AddService(ctx, sl.FleetDecky("a-b"), "c"); err != nil {
+		t.Fatal(err)
+	}
+	close(held.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := engine.Running(), []string{"a", "a-b", "a-b-c"}; !slices.Equal(got, want) {
+		t.Fatalf("engine runs %v, want %v: Reconcile removed a-b's new container as a stray of a", got, want)
+	}
+}
