@@ -37,6 +37,9 @@ type DeckyLocker interface {
 // be had (ctx done, store error, a panic of the store) every lock already
 // taken is released.
 func (m *Manager) lockDeckies(ctx context.Context, refs ...Ref) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // a done ctx never gets a lock, even a free one
+	}
 	slices.SortFunc(refs, func(a, b Ref) int {
 		return cmp.Or(cmp.Compare(a.Topology, b.Topology), cmp.Compare(a.Decky, b.Decky))
 	})
