@@ -110,6 +110,7 @@ func New(opts ...Option) (*Composer, error) {
 		return nil, fmt.Errorf("dockercompose: %w", err)
 	}
 	c.compose = svc
+	sdkLog.install()
 	log.Debug("dockercompose: new composer", "host", c.apiClient.DaemonHost(), "context", t.contextName)
 	return c, nil
 }
@@ -190,6 +191,7 @@ func (c *Composer) Up(ctx context.Context, project *types.Project, service strin
 		return wrap(err)
 	}
 	defer unlock()
+	defer sdkLog.enter(c.log)()
 
 	t0 := time.Now()
 	target, err := c.create(ctx, p, svc, name, visible)

@@ -55,13 +55,16 @@
 // credentials come from the docker config file's inline "auths" only; git
 // build contexts are refused, and so are provider services and models,
 // which the SDK serves through plugins), except the ssh client for an
-// ssh:// engine. It never exits the process (an unknown Docker context is an error from
-// New), never writes to the process's stdout or stderr (progress goes to the
-// WithProgress hook, logs to the WithLogger logger) and never changes global
-// state such as logrus' level. The SDK itself warns through logrus' global
-// logger in a few corner cases (two networks carrying the same compose
-// label, a declared network that exists without compose's labels); those
-// warnings follow logrus' global configuration.
+// ssh:// engine. It never exits the process (an unknown Docker context is
+// an error from New) and never writes to the process's stdout or stderr
+// (progress goes to the WithProgress hook, logs to the WithLogger logger).
+// The SDK itself warns through logrus' standard logger (a declared network
+// that exists without compose's labels, a secret file that does not exist,
+// ...): New wraps that logger's formatter, once per process, so that the
+// entries the SDK makes during a Composer's call go to the WithLogger
+// logger (discarded by default) and are not written; every other entry is
+// formatted and written as before, and logrus' level and output are left
+// alone. See sdklog.go for what stays process-wide.
 //
 // # Engines
 //
