@@ -172,7 +172,7 @@ func (s *FileStore) List(ctx context.Context, topology string) ([]Decky, error) 
 	}
 	sc, ok := st.scopes[topology]
 	if !ok {
-		return nil, storeTopologyNotFound(topology)
+		return nil, TopologyNotFound(topology)
 	}
 	out := make([]Decky, 0, len(sc.names))
 	for _, name := range sc.names {
@@ -213,7 +213,7 @@ func (s *FileStore) Update(ctx context.Context, ref Ref, fn func(*Decky) error) 
 	if err := fn(&d); err != nil {
 		return Decky{}, err
 	}
-	if err := storeCheckUpdate(ref, d); err != nil {
+	if err := CheckUpdate(ref, d); err != nil {
 		return Decky{}, err
 	}
 	stored := d.Clone() // fn's caller may still hold &d
@@ -236,7 +236,7 @@ func (s *FileStore) Put(ctx context.Context, topology string, d Decky) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := storeCheckPut(topology, d); err != nil {
+	if err := CheckPut(topology, d); err != nil {
 		return err
 	}
 	d = d.Clone()
@@ -468,11 +468,11 @@ type fsEntry struct {
 func (st *fsState) lookup(ref Ref) (*fsEntry, error) {
 	sc, ok := st.scopes[ref.Topology]
 	if !ok {
-		return nil, storeTopologyNotFound(ref.Topology)
+		return nil, TopologyNotFound(ref.Topology)
 	}
 	e, ok := sc.entries[ref.Decky]
 	if !ok {
-		return nil, storeDeckyNotFound(ref)
+		return nil, DeckyNotFound(ref)
 	}
 	return e, nil
 }

@@ -2,11 +2,11 @@ package servicelive
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/decnet/servicelive/internal/keylock"
 )
 
 // MemoryStore is a Store that keeps every decky in memory: the embedded
@@ -22,7 +22,7 @@ import (
 type MemoryStore struct {
 	mu     sync.RWMutex
 	scopes map[string]map[string]Decky // topology ID ("" = the fleet) -> decky name -> decky
-	locks  keyLock                     // the decky locks (LockDecky)
+	locks  keylock.Map                 // the decky locks (LockDecky)
 }
 
 var (
@@ -92,7 +92,7 @@ func (s *MemoryStore) List(ctx context.Context, topology string) ([]Decky, error
 	defer s.mu.RUnlock()
 	scope, ok := s.scopes[topology]
 	if !ok {
-		return nil, storeTopologyNotFound(topology)
+		return nil, TopologyNotFound(topology)
 	}
 	out := make([]Decky, 0, len(scope))
 	for _, d := range scope {
@@ -127,7 +127,7 @@ func (s *MemoryStore) Update(ctx context.Context, ref Ref, fn func(*Decky) error
 	if err := fn(&d); err != nil {
 		return Decky{}, err
 	}
-	if err := storeCheckUpdate(ref, d); err != nil {
+	if err := CheckUpdate(ref, d); err != nil {
 		return Decky{}, err
 	}
 	stored := d.Clone() // fn's caller may still hold &d
@@ -143,7 +143,7 @@ func (s *MemoryStore) Put(ctx context.Context, topology string, d Decky) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := storeCheckPut(topology, d); err != nil {
+	if err := CheckPut(topology, d); err != nil {
 		return err
 	}
 	d = d.Clone()
@@ -181,88 +181,11 @@ func (s *MemoryStore) Delete(ctx context.Context, ref Ref) error {
 func (s *MemoryStore) lookup(ref Ref) (Decky, error) {
 	scope, ok := s.scopes[ref.Topology]
 	if !ok {
-		return Decky{}, storeTopologyNotFound(ref.Topology)
+		return Decky{}, TopologyNotFound(ref.Topology)
 	}
 	d, ok := scope[ref.Decky]
 	if !ok {
-		return Decky{}, storeDeckyNotFound(ref)
+		return Decky{}, DeckyNotFound(ref)
 	}
 	return d, nil
-}
-
-// storeDeckyNotFound is the error of a Store for a missing decky, e.g.
-// "servicelive: decky fleet/web1: not found".
-func storeDeckyNotFound(ref Ref) error {
-	return fmt.Errorf("servicelive: decky %s: %w", ref, ErrNotFound)
-}
-
-// storeTopologyNotFound is the error of a Store for a missing topology, e.g.
-// "servicelive: topology t1: not found".
-func storeTopologyNotFound(topology string) error {
-	return fmt.Errorf("servicelive: topology %s: %w", topology, ErrNotFound)
-}
-
-// storeCheckPut checks a decky given to Put: names and config values.
-func storeCheckPut(topology string, d Decky) error {
-	ref := Ref{Topology: topology, Decky: d.Name}
-	if err := ref.validate(); err != nil {
-		return &Error{Op: "put", Ref: ref, Err: err}
-	}
-	return storeCheckValues(ref, "put", d)
-}
-
-// storeCheckUpdate checks the decky fn left behind in Update: same name,
-// storable config values.
-func storeCheckUpdate(ref Ref, d Decky) error {
-	if d.Name != ref.Decky {
-		return &Error{Op: "update", Ref: ref, Kind: ErrInvalidService,
-			Msg: fmt.Sprintf("fn renamed the decky to %q", d.Name)}
-	}
-	return storeCheckValues(ref, "update", d)
-}
-
-// storeCheckValues reports a config value that is not a string, int, bool or
-// []string, or a string that is not valid UTF-8 (no store could return it
-// unchanged). The error matches ErrInvalidService.
-func storeCheckValues(ref Ref, op string, d Decky) error {
-	bad := func(what string) error {
-		return &Error{Op: op, Ref: ref, Kind: ErrInvalidService, Msg: what + " is not valid UTF-8"}
-	}
-	fields := [...]struct{ what, s string }{
-		{"hostname", d.Hostname}, {"ip", d.IP}, {"image", d.Image}, {"network", d.Network}, {"host", d.Host},
-	}
-	for _, f := range fields {
-		if !utf8.ValidString(f.s) {
-			return bad(f.what)
-		}
-	}
-	for _, svc := range d.Services {
-		if !utf8.ValidString(svc) {
-			return bad("service name")
-		}
-	}
-	for svc, cfg := range d.Config {
-		if !utf8.ValidString(svc) {
-			return bad("service name")
-		}
-		for k, v := range cfg {
-			var ok bool
-			switch v := v.(type) {
-			case string:
-				ok = utf8.ValidString(v)
-			case int, bool:
-				ok = true
-			case []string:
-				ok = true
-				for _, s := range v {
-					ok = ok && utf8.ValidString(s)
-				}
-			}
-			if !ok || !utf8.ValidString(k) {
-				return &ConfigError{Service: svc, Key: k,
-					Reason: fmt.Sprintf("cannot store a value of type %T (want string, int, bool or []string, valid UTF-8)", v)}
-			}
-		}
-	}
-	return nil
 }

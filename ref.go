@@ -51,6 +51,14 @@ func validateScope(topology string) error {
 	return nil
 }
 
+// Validate reports a malformed topology ID or decky name in r; the error
+// matches ErrInvalidService and names the bad part.
+func (r Ref) Validate() error { return r.validate() }
+
+// ValidateScope reports a malformed topology ID ("" = the fleet is valid);
+// the error matches ErrInvalidService.
+func ValidateScope(topology string) error { return validateScope(topology) }
+
 // validate checks both parts of r; the error matches ErrInvalidService.
 func (r Ref) validate() error {
 	if err := validateScope(r.Topology); err != nil {

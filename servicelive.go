@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/decnet/servicelive/internal/keylock"
 )
 
 // DefaultFleetProject is the compose project name of the fleet.
@@ -43,7 +45,7 @@ type Manager struct {
 	fleetProject string
 
 	locker DeckyLocker // store's cross-process decky locks, if it has them
-	locks  keyLock     // per decky, in this Manager
+	locks  keylock.Map // per decky, in this Manager
 	files  fileWriter  // the scopes' compose files
 }
 

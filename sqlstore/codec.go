@@ -35,7 +35,7 @@ type jsonValue struct {
 }
 
 // encodeDecky returns the document of d, whose config values must be
-// string, int, bool or []string (checkValues has seen to it).
+// string, int, bool or []string (servicelive.CheckPut and CheckUpdate have seen to it).
 func encodeDecky(d servicelive.Decky) ([]byte, error) {
 	w := jsonDecky{
 		Name: d.Name, Hostname: d.Hostname, IP: d.IP, Image: d.Image,

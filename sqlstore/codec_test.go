@@ -75,7 +75,7 @@ func FuzzDecodeDecky(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if err := checkValues(servicelive.Ref{Decky: "x"}, "fuzz", d); err != nil {
+		if err := servicelive.CheckUpdate(servicelive.Ref{Decky: d.Name}, d); err != nil {
 			return // e.g. invalid UTF-8 JSON let through: the store refuses to write it
 		}
 		enc, err := encodeDecky(d)

@@ -30,7 +30,7 @@ func (s *Store) LockDecky(ctx context.Context, ref servicelive.Ref) (unlock func
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := checkRef(ref); err != nil {
+	if err := ref.Validate(); err != nil {
 		return nil, &servicelive.Error{Op: "lock", Ref: ref, Err: err}
 	}
 	name := filelock.RefName(ref.Topology, ref.Decky)

@@ -71,4 +71,4 @@ func lockHelper(decky string) int {
 }
 
 // MemLocks reports how many in-memory decky locks are held or awaited.
-func MemLocks() int { return memLocks.len() }
+func MemLocks() int { return memLocks.Len() }

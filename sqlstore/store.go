@@ -13,6 +13,7 @@ import (
 
 	"github.com/decnet/servicelive"
 	"github.com/decnet/servicelive/internal/filelock"
+	"github.com/decnet/servicelive/internal/keylock"
 )
 
 // Store is a servicelive.Store and servicelive.DeckyLocker kept in a SQL
@@ -33,7 +34,7 @@ type Store struct {
 	memKey  string        // the decky locks of an in-memory database: prefix of its keys in memLocks
 
 	// PostgreSQL only.
-	updates keyLock // orders this handle's Updates of one decky before they reach the row lock
+	updates keylock.Map // orders this handle's Updates of one decky before they reach the row lock
 }
 
 var (
@@ -141,7 +142,7 @@ func (s *Store) Get(ctx context.Context, ref servicelive.Ref) (servicelive.Decky
 	if err := ctx.Err(); err != nil {
 		return servicelive.Decky{}, err
 	}
-	if err := checkRef(ref); err != nil {
+	if err := ref.Validate(); err != nil {
 		return servicelive.Decky{}, &servicelive.Error{Op: "get", Ref: ref, Err: err}
 	}
 	rows, err := retry(ctx, s.d, func() ([][]byte, error) {
@@ -152,9 +153,9 @@ func (s *Store) Get(ctx context.Context, ref servicelive.Ref) (servicelive.Decky
 	}
 	switch {
 	case len(rows) == 0 && ref.Topology != "":
-		return servicelive.Decky{}, topologyNotFound(ref.Topology)
+		return servicelive.Decky{}, servicelive.TopologyNotFound(ref.Topology)
 	case len(rows) == 0 || rows[0] == nil:
-		return servicelive.Decky{}, deckyNotFound(ref)
+		return servicelive.Decky{}, servicelive.DeckyNotFound(ref)
 	}
 	return s.decode(ref, rows[0])
 }
@@ -166,7 +167,7 @@ func (s *Store) List(ctx context.Context, topology string) ([]servicelive.Decky,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := checkScope(topology); err != nil {
+	if err := servicelive.ValidateScope(topology); err != nil {
 		return nil, &servicelive.Error{Op: "list", Err: err}
 	}
 	rows, err := retry(ctx, s.d, func() ([][]byte, error) { return s.queryDocs(ctx, s.d.list, topology) })
@@ -174,7 +175,7 @@ func (s *Store) List(ctx context.Context, topology string) ([]servicelive.Decky,
 		return nil, s.dbError(ctx, "list "+scopeName(topology), err)
 	}
 	if len(rows) == 0 && topology != "" {
-		return nil, topologyNotFound(topology)
+		return nil, servicelive.TopologyNotFound(topology)
 	}
 	out := make([]servicelive.Decky, 0, len(rows))
 	for _, doc := range rows {
@@ -211,7 +212,7 @@ func (s *Store) Update(ctx context.Context, ref servicelive.Ref, fn func(*servic
 	if err := ctx.Err(); err != nil {
 		return servicelive.Decky{}, err
 	}
-	if err := checkRef(ref); err != nil {
+	if err := ref.Validate(); err != nil {
 		return servicelive.Decky{}, &servicelive.Error{Op: "update", Ref: ref, Err: err}
 	}
 	var stored servicelive.Decky
@@ -240,7 +241,7 @@ func (s *Store) Update(ctx context.Context, ref servicelive.Ref, fn func(*servic
 		if err := fn(&d); err != nil {
 			return final{err}
 		}
-		if err := checkUpdate(ref, d); err != nil {
+		if err := servicelive.CheckUpdate(ref, d); err != nil {
 			return final{err}
 		}
 		stored = d.Clone() // fn's caller may still hold &d
@@ -265,7 +266,7 @@ func (s *Store) Put(ctx context.Context, topology string, d servicelive.Decky) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkPut(topology, d); err != nil {
+	if err := servicelive.CheckPut(topology, d); err != nil {
 		return err
 	}
 	enc, err := encodeDecky(d)
@@ -288,7 +289,7 @@ func (s *Store) Delete(ctx context.Context, ref servicelive.Ref) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkRef(ref); err != nil {
+	if err := ref.Validate(); err != nil {
 		return &servicelive.Error{Op: "delete", Ref: ref, Err: err}
 	}
 	return s.write(ctx, "delete "+ref.String(), func(tx *sql.Tx) error {
@@ -307,17 +308,17 @@ func (s *Store) Delete(ctx context.Context, ref servicelive.Ref) error {
 // topology or the decky (wrapped in final), or the query's failure.
 func (s *Store) missing(ctx context.Context, tx *sql.Tx, ref servicelive.Ref) error {
 	if ref.Topology == "" {
-		return final{deckyNotFound(ref)}
+		return final{servicelive.DeckyNotFound(ref)}
 	}
 	var one int
 	err := tx.QueryRowContext(ctx, s.d.topologyExists, ref.Topology).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return final{topologyNotFound(ref.Topology)}
+		return final{servicelive.TopologyNotFound(ref.Topology)}
 	case err != nil:
 		return err
 	}
-	return final{deckyNotFound(ref)}
+	return final{servicelive.DeckyNotFound(ref)}
 }
 
 // queryDocs runs q, which selects one nullable document column, and

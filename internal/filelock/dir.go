@@ -6,7 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
+
+	"github.com/decnet/servicelive/internal/keylock"
 )
 
 // Dir hands out exclusive locks named by strings, one lock file per name in
@@ -19,15 +20,8 @@ import (
 // Lock files are never removed (removing a flock file while another process
 // waits on it would let two holders in); there is one per name ever locked.
 type Dir struct {
-	path string
-
-	mu    sync.Mutex
-	names map[string]*entry
-}
-
-type entry struct {
-	token chan struct{} // holds one token while a caller of this Dir has the name
-	refs  int           // holders plus waiters
+	path  string
+	local keylock.Map // the callers of this Dir, per name
 }
 
 // NewDir returns a Dir on the directory at path, creating it (mode 0700) if
@@ -36,7 +30,7 @@ func NewDir(path string) (*Dir, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("lock directory: %w", err)
 	}
-	return &Dir{path: path, names: make(map[string]*entry)}, nil
+	return &Dir{path: path}, nil
 }
 
 // Path returns the directory's path.
@@ -49,40 +43,19 @@ func (d *Dir) Lock(ctx context.Context, name string) (unlock func(), err error) 
 	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
 		return nil, fmt.Errorf("lock: bad name %q", name)
 	}
-	d.mu.Lock()
-	e := d.names[name]
-	if e == nil {
-		e = &entry{token: make(chan struct{}, 1)}
-		d.names[name] = e
-	}
-	e.refs++
-	d.mu.Unlock()
-
-	select {
-	case e.token <- struct{}{}:
-	case <-ctx.Done():
-		d.leave(name, e)
-		return nil, ctx.Err()
+	unlockLocal, err := d.local.Lock(ctx, name)
+	if err != nil {
+		return nil, err
 	}
 	release, err := Lock(ctx, filepath.Join(d.path, name+".lock"), false)
 	if err != nil {
-		<-e.token
-		d.leave(name, e)
+		unlockLocal()
 		return nil, err
 	}
 	return func() {
 		release()
-		<-e.token
-		d.leave(name, e)
+		unlockLocal()
 	}, nil
-}
-
-func (d *Dir) leave(name string, e *entry) {
-	d.mu.Lock()
-	if e.refs--; e.refs == 0 {
-		delete(d.names, name)
-	}
-	d.mu.Unlock()
 }
 
 // RefName returns the lock name of a decky: "fleet.<decky>" or

@@ -150,10 +150,7 @@ func TestDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	u()
-	d1.mu.Lock()
-	n := len(d1.names)
-	d1.mu.Unlock()
-	if n != 0 {
+	if n := d1.local.Len(); n != 0 {
 		t.Fatalf("%d names still tracked after every lock was released", n)
 	}
 	for _, bad := range []string{"", ".", "..", "a/b"} {

@@ -1,4 +1,4 @@
-package servicelive
+package keylock
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 )
 
 func TestKeyLock(t *testing.T) {
-	var l keyLock
+	var l Map
 	ctx := context.Background()
 	unlock, err := l.Lock(ctx, "a")
 	if err != nil {
@@ -29,7 +29,7 @@ func TestKeyLock(t *testing.T) {
 	}
 	unlock()
 	// Entries are freed when nobody holds or awaits them.
-	if n := l.len(); n != 0 {
+	if n := l.Len(); n != 0 {
 		t.Fatalf("%d entries left", n)
 	}
 	// Mutual exclusion under contention.
@@ -49,7 +49,7 @@ func TestKeyLock(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if counter != 3200 || l.len() != 0 {
-		t.Fatalf("counter %d, entries %d", counter, l.len())
+	if counter != 3200 || l.Len() != 0 {
+		t.Fatalf("counter %d, entries %d", counter, l.Len())
 	}
 }
