@@ -4,18 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
-	"strings"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/docker/cli/cli/command"
 	cliconfig "github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
+	dcontext "github.com/docker/cli/cli/context"
 	"github.com/docker/cli/cli/context/docker"
 	"github.com/docker/cli/cli/context/store"
+	cliflags "github.com/docker/cli/cli/flags"
 	dopts "github.com/docker/cli/opts"
 	"github.com/moby/moby/client"
 )
@@ -31,7 +34,6 @@ const defaultContextName = command.DefaultContextName
 type target struct {
 	contextName string
 	endpoint    docker.Endpoint
-	envTLS      bool // TLS comes from DOCKER_CERT_PATH/DOCKER_TLS_VERIFY
 }
 
 // loadConfigFile loads the docker CLI's config file (DOCKER_CONFIG or
@@ -65,13 +67,7 @@ func resolveTarget(cfg *config, cf *configfile.ConfigFile, st store.Store) (targ
 		}
 	}
 	if name == defaultContextName {
-		host := os.Getenv(client.EnvOverrideHost)
-		if host == "" {
-			host = client.DefaultDockerHost
-		}
-		t, err := hostTarget(host)
-		t.contextName = defaultContextName
-		return t, err
+		return hostTarget(os.Getenv(client.EnvOverrideHost))
 	}
 	meta, err := st.GetMetadata(name)
 	if err != nil {
@@ -91,18 +87,63 @@ func resolveTarget(cfg *config, cf *configfile.ConfigFile, st store.Store) (targ
 	return target{contextName: name, endpoint: ep}, nil
 }
 
-// hostTarget validates host (unix://, tcp://, ssh://, npipe://, fd://, or
-// host:port meaning tcp).
+// hostTarget is the docker CLI's default context for host (`docker -H
+// host`, or DOCKER_HOST): host is unix://, tcp://, ssh://, npipe://, fd://,
+// or host:port meaning tcp; "" is the local socket, or tcp://localhost:2376
+// when the environment asks for TLS. TLS comes from the environment, as
+// with the CLI (see envTLS).
 func hostTarget(host string) (target, error) {
-	h, err := dopts.ParseHost(false, host)
+	on, skipVerify, data, err := envTLS()
+	if err != nil {
+		return target{}, err
+	}
+	h, err := dopts.ParseHost(on, host)
 	if err != nil {
 		return target{}, fmt.Errorf("dockercompose: docker host %q: %w", host, err)
 	}
 	return target{
 		contextName: defaultContextName,
-		endpoint:    docker.Endpoint{EndpointMeta: docker.EndpointMeta{Host: h}},
-		envTLS:      true,
+		endpoint: docker.Endpoint{
+			EndpointMeta: docker.EndpointMeta{Host: h, SkipTLSVerify: skipVerify},
+			TLSData:      data,
+		},
 	}, nil
+}
+
+// envTLS reads the TLS configuration of the docker CLI's default context
+// from the environment, as the CLI does without flags (docker/cli's
+// cli/flags.ClientOptions and resolveDefaultDockerEndpoint): TLS is on when
+// DOCKER_TLS or DOCKER_TLS_VERIFY is set to anything but "" (DOCKER_CERT_PATH
+// alone does not turn it on); the server's certificate is verified when
+// DOCKER_TLS_VERIFY is, against ca.pem only; the files are DOCKER_CERT_PATH's
+// ca.pem, cert.pem and key.pem, or those of the docker config directory
+// (DOCKER_CONFIG, else ~/.docker) when DOCKER_CERT_PATH is empty. ca.pem must
+// exist (the CLI fails without it too); a missing cert.pem or key.pem means
+// no client certificate. The TLS data is used for tcp:// hosts only (not
+// for a socket or ssh://), as by the CLI.
+func envTLS() (on, skipVerify bool, data *dcontext.TLSData, err error) {
+	verify := os.Getenv(client.EnvTLSVerify) != ""
+	if !verify && os.Getenv(cliflags.EnvEnableTLS) == "" {
+		return false, false, nil, nil
+	}
+	dir := os.Getenv(client.EnvOverrideCertPath)
+	if dir == "" {
+		dir = cliconfig.Dir()
+	}
+	ca := filepath.Join(dir, cliflags.DefaultCaFile)
+	cert := filepath.Join(dir, cliflags.DefaultCertFile)
+	key := filepath.Join(dir, cliflags.DefaultKeyFile)
+	if _, err := os.Stat(cert); errors.Is(err, fs.ErrNotExist) {
+		cert = ""
+	}
+	if _, err := os.Stat(key); errors.Is(err, fs.ErrNotExist) {
+		key = ""
+	}
+	data, err = dcontext.TLSDataFromFiles(ca, cert, key)
+	if err != nil {
+		return false, false, nil, fmt.Errorf("dockercompose: TLS from the environment: %w", err)
+	}
+	return true, !verify, data, nil
 }
 
 // newAPIClient builds the Engine API client for t. Its API version is
@@ -115,6 +156,8 @@ func newAPIClient(t target, cf *configfile.ConfigFile) (*client.Client, error) {
 	// DialContext is replaced by the endpoint's (unix socket, tcp, ssh); set
 	// here, it also keeps net/http from enabling HTTP/2, which would give the
 	// transport a TLS config and make the client speak https to a socket.
+	// An endpoint with TLS (a context's, or the environment's) replaces this
+	// client by the docker CLI's own, TLS configured as the CLI does.
 	opts := []client.Opt{client.WithHTTPClient(&http.Client{
 		Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -124,9 +167,6 @@ func newAPIClient(t target, cf *configfile.ConfigFile) (*client.Client, error) {
 		},
 		CheckRedirect: client.CheckRedirect,
 	})}
-	if t.envTLS && strings.HasPrefix(t.endpoint.Host, "tcp://") {
-		opts = append(opts, client.WithTLSClientConfigFromEnv())
-	}
 	epOpts, err := t.endpoint.ClientOpts()
 	if err != nil {
 		return nil, fmt.Errorf("dockercompose: docker endpoint %q: %w", t.endpoint.Host, err)

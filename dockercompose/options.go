@@ -38,8 +38,10 @@ func defaultConfig() config {
 }
 
 // WithHost makes the Composer talk to the Docker Engine at host:
-// "unix:///var/run/docker.sock", "tcp://10.0.0.2:2376" (TLS from
-// DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, as the docker CLI does) or
+// "unix:///var/run/docker.sock", "tcp://10.0.0.2:2376" (TLS from the
+// environment as with `docker -H`: DOCKER_TLS or DOCKER_TLS_VERIFY turn it
+// on, the latter verifying the engine against ca.pem; the certificates are
+// DOCKER_CERT_PATH's, else the docker config directory's) or
 // "ssh://user@host" (through the ssh client, the one transport that runs a
 // subprocess). Without WithHost and WithContext the engine is the one the
 // docker CLI would use: DOCKER_HOST, else DOCKER_CONTEXT, else the current
