@@ -616,7 +616,10 @@ func (c *Composer) fail(ctx context.Context, t upTarget, name string, st *contai
 
 // Down stops (within the stop timeout) and removes every container of the
 // compose service named service of project: `stop <service>` + `rm -f
-// <service>`. Nothing to remove is not an error.
+// <service>`. Nothing to remove is not an error. As with compose's stop and
+// rm, the service's one-off containers (com.docker.compose.oneoff=True, as
+// `compose run` makes) and lifecycle-hook containers
+// (com.docker.compose.hook) are not the service's: Down leaves them alone.
 func (c *Composer) Down(ctx context.Context, project *types.Project, service string) error {
 	if c.closed.Load() {
 		return errClosed
@@ -640,10 +643,13 @@ func (c *Composer) Down(ctx context.Context, project *types.Project, service str
 	defer unlock()
 
 	t0 := time.Now()
-	ctrs, err := c.serviceContainers(ctx, project.Name, service)
+	listed, err := c.serviceContainers(ctx, project.Name, service)
 	if err != nil {
 		return wrap(err)
 	}
+	ctrs := slices.DeleteFunc(listed, func(ctr container.Summary) bool {
+		return ctr.Labels[api.ProjectLabel] != project.Name || !isServiceContainer(ctr.Labels, service)
+	})
 	if len(ctrs) == 0 {
 		return nil
 	}

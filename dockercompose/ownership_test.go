@@ -419,3 +419,51 @@ func TestUpNameConflict(t *testing.T) {
 		})
 	}
 }
+
+// TestDownKeepsOneOffs puts a one-off container (`compose run`) and a
+// pre_start hook container of a service beside its container: Down removes
+// the service's container and leaves the other two as they were.
+func TestDownKeepsOneOffs(t *testing.T) {
+	t.Parallel()
+	api, image := engine(t)
+	ctx := t.Context()
+	c := newComposer(t)
+	name := uniqueProject(t, api)
+
+	p := newProject(name)
+	addBase(p, "web1", image, "", "")
+	key := addService(p, "web1", "ssh", image, testimage.ModeBanner, nil)
+	require.NoError(t, c.Up(ctx, p, "web1"))
+	require.NoError(t, c.Up(ctx, p, key))
+	own := inspect(t, api, p.Services[key].ContainerName).ID
+
+	others := map[string]identity{}
+	for what, labels := range map[string]map[string]string{
+		"one-off": {composeProject: name, composeService: key, "com.docker.compose.oneoff": "True"},
+		"hook":    {composeProject: name, composeService: key, "com.docker.compose.hook": "pre_start", "com.docker.compose.hook-index": "0"},
+	} {
+		res, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Name:   name + "." + what,
+			Config: &container.Config{Image: image, Cmd: testimage.Command(testimage.ModeBase), Labels: labels},
+		})
+		require.NoError(t, err, what)
+		_, err = api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
+		require.NoError(t, err, what)
+		others[what] = identityOf(t, api, res.ID)
+	}
+	require.Len(t, serviceContainers(t, api, name, key), 3)
+
+	require.NoError(t, c.Down(ctx, p, key))
+	left := serviceContainers(t, api, name, key)
+	assert.Len(t, left, 2, "the one-off and the hook container stay")
+	for _, ctr := range left {
+		assert.NotEqual(t, own, ctr.ID, "the service's container is removed")
+	}
+	for what, before := range others {
+		in := inspect(t, api, before.ID)
+		assert.Equal(t, before, identity{ID: in.ID, StartedAt: in.State.StartedAt}, "%s is untouched", what)
+		assert.True(t, in.State.Running, what)
+	}
+	require.NoError(t, c.Down(ctx, p, key), "nothing of the service left: a no-op")
+	assert.Len(t, serviceContainers(t, api, name, key), 2)
+}
