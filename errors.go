@@ -28,7 +28,9 @@ var (
 // undo's own, so such an error can match both.
 var (
 	// ErrEngine reports that the Composer (the engine) failed, panicked or
-	// was cut short by ctx (Error.Stage is StageEngine).
+	// was cut short by ctx (Error.Stage is StageEngine). A Composer error
+	// that matches a refusal sentinel (say dockercompose's UnsupportedError,
+	// ErrInvalidService) is a refusal, not an ErrEngine.
 	ErrEngine = errors.New("engine failure")
 	// ErrStore reports that the Store failed (Error.Stage is StageStore;
 	// a Store call cut short by ctx matches ctx's error, not ErrStore).
@@ -101,7 +103,10 @@ func (e *Error) Unwrap() []error {
 		errs = append(errs, e.Kind)
 	}
 	switch {
-	case e.Stage == StageEngine:
+	case e.Stage == StageEngine && !isRefusal(e.Err):
+		// An engine that refuses (a compose field it cannot honour, a name
+		// held by a container not the service's) keeps the refusal's
+		// sentinel alone: the call was undone, nothing changed.
 		errs = append(errs, ErrEngine)
 	case e.Stage == StageStore && e.Kind == nil && !isRefusal(e.Err) &&
 		!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded):

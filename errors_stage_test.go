@@ -1,8 +1,10 @@
 package servicelive_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -35,6 +37,7 @@ func TestErrorStage(t *testing.T) {
 		name                  string
 		storeUpdates          int // Updates that work before the store fails; -1: never fails
 		failUp                bool
+		upErr                 error // what the failing Up returns (default engineErr)
 		ref                   sl.Ref
 		wantEngine, wantStore bool
 		wantStage             sl.Stage
@@ -43,6 +46,8 @@ func TestErrorStage(t *testing.T) {
 		{name: "engine", storeUpdates: -1, failUp: true, ref: sl.FleetDecky("web2"), wantEngine: true, wantStage: sl.StageEngine},
 		{name: "store", storeUpdates: 0, ref: sl.FleetDecky("web2"), wantStore: true, wantStage: sl.StageStore},
 		{name: "engine, then the undo fails", storeUpdates: 1, failUp: true, ref: sl.FleetDecky("web2"), wantEngine: true, wantStore: true},
+		{name: "refusal from the engine", storeUpdates: -1, failUp: true, upErr: fmt.Errorf("field x: %w", sl.ErrInvalidService),
+			ref: sl.FleetDecky("web2"), wantStage: sl.StageEngine, wantSentinel: sl.ErrInvalidService},
 		{name: "refusal from the store", storeUpdates: -1, ref: sl.FleetDecky("web9"), wantStage: sl.StageStore, wantSentinel: sl.ErrNotFound},
 		{name: "bad decky name", storeUpdates: -1, ref: sl.FleetDecky("Web2"), wantStage: sl.StageValidate, wantSentinel: sl.ErrInvalidService},
 	}
@@ -55,7 +60,7 @@ func TestErrorStage(t *testing.T) {
 			}
 			c := &servicelivetest.Composer{}
 			if tt.failUp {
-				c.FailNext(servicelivetest.OpUp, engineErr)
+				c.FailNext(servicelivetest.OpUp, cmp.Or(tt.upErr, engineErr))
 			}
 			m, err := sl.New(store, c, testRegistry(t))
 			if err != nil {
