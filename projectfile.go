@@ -34,6 +34,12 @@ const (
 
 // Compose files can hold secrets (config values): they and their
 // directories are private to the owner.
+//
+// They are replaced atomically (a reader or a killed process sees the old
+// file or the new one) but not flushed to disk: they derive from the Store,
+// and after an OS crash or a power loss Reconcile rewrites them from it. An
+// fsync of the file and of its directory per write cost 3 ms of a 3.1 ms
+// add+remove pair on the reference machine.
 const (
 	filePerm = 0o600
 	dirPerm  = 0o700
@@ -211,7 +217,7 @@ func (s *scopeFiles) writeTop(dir, project string, deckies []string) error {
 	if err := mkdirPrivate(dir); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(dir, topFileName), []byte(b.String()), filePerm); err != nil {
+	if err := atomicfile.Replace(filepath.Join(dir, topFileName), []byte(b.String()), filePerm); err != nil {
 		return err
 	}
 	s.included = make(map[string]bool, len(deckies))
@@ -259,5 +265,5 @@ func writeDeckyYAML(dir string, p *types.Project, decky string) error {
 	if err := mkdirPrivate(filepath.Join(dir, deckyDirName)); err != nil {
 		return err
 	}
-	return atomicfile.Write(deckyFilePath(dir, decky), data, filePerm)
+	return atomicfile.Replace(deckyFilePath(dir, decky), data, filePerm)
 }
