@@ -195,6 +195,10 @@ EOF
 		cat bench/NOTES.md
 		echo
 	fi
+	if [ -f bench/STORES.md ]; then
+		cat bench/STORES.md
+		echo
+	fi
 	cat <<EOF
 ## Reproduce
 
