@@ -42,20 +42,7 @@ func (m *Manager) UpdateServiceConfig(ctx context.Context, ref Ref, service stri
 	fail := func(stage Stage, kind, err error, msg string) error {
 		return &Error{Op: "configure", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg, Stage: stage}
 	}
-	if err := ref.validate(); err != nil {
-		return fail(StageValidate, ErrInvalidService, err, "")
-	}
-	if !ValidServiceName(service) {
-		return fail(StageValidate, ErrInvalidService, nil, "bad service name")
-	}
-	svc, ok := m.reg.Lookup(service)
-	switch {
-	case !ok:
-		return fail(StageValidate, ErrInvalidService, nil, "unknown service")
-	case svc.FleetSingleton:
-		return fail(StageValidate, ErrInvalidService, nil, "fleet-singleton service is not on any decky")
-	}
-	cfg, err := svc.Validate(cfg)
+	cfg, err := m.validateCall(ref, service, cfg)
 	if err != nil {
 		return fail(StageValidate, ErrInvalidService, err, "")
 	}

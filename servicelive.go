@@ -122,24 +122,11 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 	fail := func(stage Stage, kind, err error, msg string) ([]string, error) {
 		return nil, &Error{Op: "add", Ref: ref, Service: service, Kind: kind, Err: err, Msg: msg, Stage: stage}
 	}
-	if err := ref.validate(); err != nil {
-		return fail(StageValidate, ErrInvalidService, err, "")
-	}
-	if !ValidServiceName(service) {
-		return fail(StageValidate, ErrInvalidService, nil, "bad service name")
-	}
-	svc, ok := m.reg.Lookup(service)
-	switch {
-	case !ok:
-		return fail(StageValidate, ErrInvalidService, nil, "unknown service")
-	case svc.FleetSingleton:
-		return fail(StageValidate, ErrInvalidService, nil, "fleet-singleton service cannot be added per decky")
-	}
 	var o addOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	cfg, err := svc.Validate(o.cfg)
+	cfg, err := m.validateCall(ref, service, o.cfg)
 	if err != nil {
 		return fail(StageValidate, ErrInvalidService, err, "")
 	}
@@ -202,6 +189,26 @@ func (m *Manager) AddService(ctx context.Context, ref Ref, service string, opts 
 	m.publish(ctx, Event{Kind: ServiceAdded, Decky: ref.Decky, Service: service, Topology: ref.Topology, Services: after.Services,
 		ConfigKeys: slices.Sorted(maps.Keys(cfg)), Applied: true})
 	return slices.Clone(after.Services), nil
+}
+
+// validateCall checks a call's names, looks service up in the registry (a
+// service that is per decky) and validates cfg against its Schema. The
+// error matches ErrInvalidService and says what was wrong.
+func (m *Manager) validateCall(ref Ref, service string, cfg Config) (Config, error) {
+	if err := ref.validate(); err != nil {
+		return nil, err
+	}
+	if !ValidServiceName(service) {
+		return nil, fmt.Errorf("bad service name %q", service)
+	}
+	svc, ok := m.reg.Lookup(service)
+	switch {
+	case !ok:
+		return nil, errors.New("unknown service")
+	case svc.FleetSingleton:
+		return nil, errors.New("fleet-singleton service: not on any decky")
+	}
+	return svc.Validate(cfg)
 }
 
 // undoAdd takes service (and its config) back off the decky and, when
