@@ -75,8 +75,9 @@ func (s *Store) pgLock(ctx context.Context, key int64) (unlock func(), err error
 
 // pgWait waits on conn for the advisory lock key. The wait runs in a
 // goroutine, so that when ctx ends pgWait returns at once while the
-// goroutine cancels the wait on the server, and releases the lock should it
-// have been granted meanwhile. On error conn is taken care of.
+// goroutine cancels the wait on the server and closes the connection (which
+// releases the lock should it have been granted meanwhile). On error conn is
+// taken care of.
 func pgWait(ctx context.Context, conn *sql.Conn, key int64) error {
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
@@ -94,11 +95,13 @@ func pgWait(ctx context.Context, conn *sql.Conn, key int64) error {
 	case <-ctx.Done():
 		cancel() // pgx asks the server to cancel the wait
 		go func() {
-			if err := <-done; err != nil {
-				discard(conn)
-			} else {
-				pgUnlock(conn, key) // granted just before the cancel
-			}
+			<-done
+			// Never back to the pool: PostgreSQL's cancel request names
+			// the backend, not the statement, so one that arrives after
+			// the wait ended (the lock granted just before it) would
+			// cancel the next statement of whoever gets the connection.
+			// Closing the session also releases a lock granted meanwhile.
+			discard(conn)
 		}()
 		return ctx.Err()
 	}
