@@ -137,6 +137,7 @@ func (m *Manager) addDecky(p *types.Project, topology string, d Decky, mode rend
 		}
 	}
 	m.identify(&base, topology, d.Name, "")
+	hardenBase(&base)
 	p.Services[d.Name] = base
 
 	for _, name := range d.Services {
@@ -187,6 +188,7 @@ func (m *Manager) renderService(topology string, d Decky, name string, mode rend
 	s.Hostname = ""
 	s.DependsOn = types.DependsOnConfig{d.Name: {Condition: types.ServiceConditionStarted, Required: true}}
 	m.identify(&s, topology, d.Name, name)
+	harden(&s, svc) // after the hook: only svc.OptOut can relax it
 	return s, nil
 }
 

@@ -26,8 +26,11 @@ func NewRegistry(services ...Service) (*Registry, error) {
 }
 
 // Register adds s. An invalid name (see ValidServiceName), a name already
-// registered, a service with neither or both of Image and Build, or a Schema
-// with an empty, duplicate or untyped key is an error matching
+// registered, a service with neither or both of Image and Build, a Schema
+// with an empty, duplicate or untyped key, or bad hardening fields (an
+// unknown or duplicate capability in CapAdd, a Writable path that is not
+// absolute and clean or is under /proc, /sys or /dev, a limit out of range,
+// a setting both declared and opted out of) is an error matching
 // ErrInvalidService.
 func (r *Registry) Register(s Service) error {
 	if err := checkService(s); err != nil {
@@ -75,6 +78,9 @@ func checkService(s Service) error {
 		}
 		seen[f.Key] = true
 	}
+	if reason := checkHardening(s); reason != "" {
+		return fail("%s", reason)
+	}
 	return nil
 }
 
@@ -93,6 +99,8 @@ func (r *Registry) Lookup(name string) (Service, bool) {
 // never share them. Build is copied one level deep.
 func cloneService(s Service) Service {
 	s.Ports = slices.Clone(s.Ports)
+	s.CapAdd = slices.Clone(s.CapAdd)
+	s.Writable = slices.Clone(s.Writable)
 	s.Schema = slices.Clone(s.Schema)
 	for i := range s.Schema {
 		s.Schema[i].Enum = slices.Clone(s.Schema[i].Enum)

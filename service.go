@@ -41,6 +41,30 @@ type Service struct {
 	Ports          []int              // where it listens inside the decky's namespace (metadata; nothing is published)
 	FleetSingleton bool               // runs once per fleet, never per decky: AddService refuses it
 	Schema         []Field
+
+	// The hardened profile (see OptOut and README "Hardened containers"):
+	// every container is read-only, drops every capability and runs with
+	// no-new-privileges, a restart policy and limits. These fields say what
+	// the service needs beyond that.
+
+	// CapAdd lists the Linux capabilities the service needs ("NET_ADMIN";
+	// "CAP_NET_ADMIN" and any case are accepted). NET_BIND_SERVICE is
+	// added without asking when one of Ports is below 1024.
+	CapAdd []string
+	// Writable lists the absolute, clean paths the service writes to; each
+	// is a tmpfs of TmpfsSize bytes, beside /tmp (always one).
+	Writable []string
+	// TmpfsSize is the size in bytes of each tmpfs; 0 = DefaultTmpfsSize.
+	TmpfsSize int64
+	// PidsLimit caps the container's processes and threads; 0 =
+	// DefaultPidsLimit.
+	PidsLimit int64
+	// MemoryLimit caps the container's memory in bytes, swap included;
+	// 0 = DefaultMemoryLimit.
+	MemoryLimit int64
+	// OptOut leaves chosen settings of the profile to the Compose hook.
+	OptOut OptOut
+
 	// Compose, if set, adjusts the rendered compose service (environment from cfg, ...).
 	// It must be deterministic and must not keep references to s.
 	Compose func(d Decky, cfg Config, s *types.ServiceConfig)
