@@ -264,7 +264,7 @@ func imposeCommon(s *types.ServiceConfig, o OptOut, pids, mem int64) {
 	if !o.PidsLimit {
 		s.PidsLimit = pids
 		if limits != nil {
-			limits.Pids = 0
+			limits.Pids = pids // compose requires it equal to pids_limit
 		}
 	}
 	if !o.MemoryLimit {
@@ -272,7 +272,7 @@ func imposeCommon(s *types.ServiceConfig, o OptOut, pids, mem int64) {
 		s.MemSwapLimit = types.UnitBytes(mem)
 		s.OomKillDisable = false
 		if limits != nil {
-			limits.MemoryBytes = 0
+			limits.MemoryBytes = types.UnitBytes(mem) // equal to mem_limit
 		}
 	}
 }

@@ -8,6 +8,9 @@
 //	testimage.ModeBanner writes a banner on TCP port $PORT (a honeypot service)
 //	testimage.ModeFail   prints FailMessage to stderr and exits 1
 //
+// and, run by `docker exec` inside a container, ModeProbe, ModeForkBomb and
+// ModeKill1 probe its hardening from inside (see package app).
+//
 // Tests, the benchmark and the quickstart example share it:
 //
 //	ref, err := testimage.Ensure(ctx, apiClient)
@@ -47,6 +50,17 @@ const (
 	ModeBase   = "base"   // stay up until SIGTERM or SIGINT, then exit 0
 	ModeBanner = "banner" // serve Banner (or $BANNER) on TCP port $PORT
 	ModeFail   = "fail"   // print FailMessage (or $FAIL_MESSAGE) to stderr, exit 1
+
+	// ModeProbe (exec'd, args: extra directories) prints a JSON object: the
+	// uid, the outcome of writing a file in /, /tmp and each directory, and
+	// the Cap* and NoNewPrivs lines of /proc/self/status and /proc/1/status.
+	ModeProbe = "probe"
+	// ModeForkBomb (exec'd, arg: the most children, default 4096) forks
+	// single-task children until fork fails, prints {"forked", "err",
+	// "errno"}, then kills and reaps them.
+	ModeForkBomb = "forkbomb"
+	// ModeKill1 (exec'd) sends SIGTERM to PID 1, the container's main process.
+	ModeKill1 = "kill1"
 )
 
 // Defaults of the test program.

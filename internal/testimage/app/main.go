@@ -11,6 +11,17 @@
 //	fail    print $FAIL_MESSAGE (default "servicelive-test: fail mode:
 //	        exiting with status 1") to stderr and exit 1, after $FAIL_AFTER
 //	        (a Go duration, default 0) if set
+//
+// Modes for `docker exec <container> /app <mode>`, probing the container
+// from inside (each prints one JSON object on stdout):
+//
+//	probe [path...]  try to write a file in /, /tmp and each path; report
+//	                 the Cap* and NoNewPrivs lines of /proc/self/status and
+//	                 /proc/1/status, and the uid
+//	forkbomb [max]   fork single-threaded children (each only waits) until
+//	                 fork fails or max (default 4096) are up; report how many
+//	                 and the error, then kill and reap them all
+//	kill1            send SIGTERM to PID 1 (the container's main process)
 package main
 
 import (
@@ -37,6 +48,15 @@ func main() {
 		banner()
 	case "fail":
 		fail()
+	case "probe":
+		probe(os.Args[2:])
+	case "forkbomb":
+		forkbomb(os.Args[2:])
+	case "kill1":
+		if err := syscall.Kill(1, syscall.SIGTERM); err != nil {
+			fmt.Fprintf(os.Stderr, "servicelive-test: kill 1: %v\n", err)
+			os.Exit(1)
+		}
 	default:
 		fmt.Fprintf(os.Stderr, "servicelive-test: unknown mode %q\n", mode)
 		os.Exit(2)
