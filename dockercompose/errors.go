@@ -15,7 +15,7 @@ import (
 // returns it wrapped: use errors.As.
 type ContainerError struct {
 	Container   string   // the container's name
-	State       string   // the engine's state when Up looked: "exited", "dead", "restarting", "created", ...
+	State       string   // the engine's state when Up looked: "exited", "dead", "restarting", "created", ...; "running" when it had exited and was restarted
 	ExitCode    int      // the exit code, when it exited
 	EngineError string   // the engine's error for the container (State.Error), if any
 	Logs        []string // its last log lines, oldest first (stdout and stderr)
@@ -36,6 +36,10 @@ func (e *ContainerError) Error() string {
 		fmt.Fprintf(&b, " did not start: %v", e.Err)
 	case e.State == "exited":
 		fmt.Fprintf(&b, " exited with code %d", e.ExitCode)
+	case e.State == "running":
+		// Running again, but not the process Up started: it exited and
+		// the engine restarted it (its restart policy).
+		b.WriteString(" exited and was restarted by its restart policy")
 	case e.State != "":
 		fmt.Fprintf(&b, " is %s, not running", e.State)
 	default:
