@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/containerd/errdefs"
@@ -24,8 +25,15 @@ var _ servicelive.ContainerLister = (*Composer)(nil)
 // configuration hash differs from the one the Compose SDK computes for the
 // service now (a changed configuration, or a namespace owner recreated
 // since), or its image reference now names another image (or none), or it
-// runs disconnected from one of the service's networks. It
-// costs one listing plus one image inspection per image.
+// runs disconnected from one of the service's networks, or it runs in the
+// network namespace of another container (network_mode "container:<ID>",
+// as a decky's services do in its base's) that has started again since it
+// started: it is then stranded in the owner's previous namespace (the
+// engine restarts a container under its restart policy without restarting
+// the containers that share its namespace). It costs one listing, one image
+// inspection per image and, for containers sharing a running container's
+// namespace, one inspection of the owner and of each one not created
+// clearly after the owner's last start.
 func (c *Composer) Containers(ctx context.Context, project *types.Project) ([]servicelive.Container, error) {
 	if c.closed.Load() {
 		return nil, errClosed
@@ -57,7 +65,7 @@ func (c *Composer) Containers(ctx context.Context, project *types.Project) ([]se
 		slices.SortFunc(list, func(a, b container.Summary) int { return strings.Compare(canonicalName(a), canonicalName(b)) })
 	}
 
-	d := &divergence{c: c, project: project, byService: byService, expected: map[string]expectation{}, images: map[string]string{}}
+	d := &divergence{c: c, project: project, byService: byService, expected: map[string]expectation{}, images: map[string]string{}, started: map[string]time.Time{}}
 	out := make([]servicelive.Container, 0, len(res.Items))
 	for _, ctr := range res.Items {
 		sc := servicelive.Container{
@@ -85,6 +93,7 @@ type divergence struct {
 	byService map[string][]container.Summary
 	expected  map[string]expectation // per service
 	images    map[string]string      // image reference → local image ID ("" when missing)
+	started   map[string]time.Time   // container ID → its last start (zero when not running)
 }
 
 // expectation is what a service's container should carry.
@@ -130,6 +139,9 @@ func (d *divergence) diverged(ctx context.Context, ctr container.Summary) (bool,
 			}
 		}
 	}
+	if stale, err := d.stranded(ctx, ctr); err != nil || stale {
+		return stale, err
+	}
 	id, ok := d.images[e.image]
 	if !ok {
 		res, err := d.c.apiClient.ImageInspect(ctx, e.image)
@@ -143,6 +155,47 @@ func (d *divergence) diverged(ctx context.Context, ctr container.Summary) (bool,
 		d.images[e.image] = id
 	}
 	return id == "" || id != ctr.ImageID, nil
+}
+
+// stranded reports whether ctr runs in the network namespace of a running
+// container (network_mode "container:<ID>") that started after ctr did.
+// Only a ctr created no later than the owner's start second can be: the
+// others are not inspected.
+func (d *divergence) stranded(ctx context.Context, ctr container.Summary) (bool, error) {
+	owner, ok := strings.CutPrefix(ctr.HostConfig.NetworkMode, types.ContainerPrefix)
+	if !ok || ctr.State != container.StateRunning {
+		return false, nil
+	}
+	ownerStart, err := d.startedAt(ctx, owner)
+	if err != nil || ownerStart.IsZero() || ctr.Created > ownerStart.Unix() {
+		return false, err
+	}
+	start, err := d.startedAt(ctx, ctr.ID)
+	if err != nil || start.IsZero() {
+		return false, err
+	}
+	return start.Before(ownerStart), nil
+}
+
+// startedAt returns when container id last started; zero when it is not
+// running or gone.
+func (d *divergence) startedAt(ctx context.Context, id string) (time.Time, error) {
+	if t, ok := d.started[id]; ok {
+		return t, nil
+	}
+	var t time.Time
+	res, err := d.c.apiClient.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	switch {
+	case errdefs.IsNotFound(err):
+	case err != nil:
+		return t, fmt.Errorf("inspect container %s: %w", id, err)
+	case res.Container.State != nil && res.Container.State.Running:
+		if t, err = time.Parse(time.RFC3339Nano, res.Container.State.StartedAt); err != nil {
+			return t, fmt.Errorf("inspect container %s: start time: %w", id, err)
+		}
+	}
+	d.started[id] = t
+	return t, nil
 }
 
 // resolveReferences replaces "service:X" references (network, IPC and PID

@@ -262,21 +262,7 @@ func TestHardenedOnEngine(t *testing.T) {
 	// restart policy): same container, restarted once, serving again.
 	ssh := got["web1-ssh"]
 	execJSON(t, api, ssh.ID, nil, testimage.ModeKill1)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		in, err := api.ContainerInspect(ctx, ssh.ID, client.ContainerInspectOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := in.Container.State
-		if in.Container.RestartCount >= 1 && st.Running && !st.Restarting && st.StartedAt != ssh.StartedAt {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ssh not back 30 s after its main process was killed: %+v, restarts %d", st, in.Container.RestartCount)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitRestarted(t, api, "ssh", ssh)
 	if got := readBanner(t, net.JoinHostPort(ip, "22")); got != "SSH-2.0-hardened web1" {
 		t.Errorf("ssh after its restart: %q", got)
 	}
@@ -292,6 +278,53 @@ func TestHardenedOnEngine(t *testing.T) {
 	assertUntouched(t, got, after)
 	if after["web1-ssh"].ID != ssh.ID {
 		t.Errorf("ssh was recreated")
+	}
+
+	// The base killed from inside comes back by itself too, in a new
+	// network namespace: its services, still running in the old one, no
+	// longer answer on the decky's IP. Reconcile finds them diverged and
+	// recreates them (and them only) into the base's namespace.
+	execJSON(t, api, after["web1"].ID, nil, testimage.ModeKill1)
+	waitRestarted(t, api, "the base", after["web1"])
+	rep, err = m.Reconcile(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Containers {
+		wantFound, wantAction := "running (diverged)", sl.ActionRecreated
+		if c.Service == "web1" {
+			wantFound, wantAction = "running", sl.ActionNone
+		}
+		if c.Found != wantFound || c.Action != wantAction {
+			t.Errorf("reconcile after the base restarted: %s found %q, %s; want %q, %s", c.Service, c.Found, c.Action, wantFound, wantAction)
+		}
+	}
+	if got := readBanner(t, net.JoinHostPort(ipOf(t, api, after["web1"].ID), "22")); got != "SSH-2.0-hardened web1" {
+		t.Errorf("ssh after its base restarted and Reconcile: %q", got)
+	}
+	if rep, err := m.Reconcile(ctx, ""); err != nil || rep.Changed() != 0 {
+		t.Errorf("second reconcile after the base restarted: %v, changed %+v", err, rep.Containers)
+	}
+}
+
+// waitRestarted waits until the engine has restarted container c by its
+// restart policy and it runs again.
+func waitRestarted(t *testing.T, api client.APIClient, what string, c box) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		in, err := api.ContainerInspect(t.Context(), c.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := in.Container.State
+		if in.Container.RestartCount >= 1 && st.Running && !st.Restarting && st.StartedAt != c.StartedAt {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not back 30 s after its main process was killed: %+v, restarts %d", what, st, in.Container.RestartCount)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
