@@ -61,6 +61,23 @@
 // <dir>/<project>/compose.yaml includes one file per decky, so a mutation
 // rewrites only its decky's file, atomically.
 //
+// # Hardened containers
+//
+// Every container is rendered hardened, after the registry Compose hook so
+// that a hook cannot weaken it: restart "unless-stopped"
+// (RestartPolicy), security_opt no-new-privileges (NoNewPrivileges),
+// cap_drop ALL with cap_add only Service.CapAdd plus NET_BIND_SERVICE for a
+// port below 1024, a read-only root filesystem with /tmp and
+// Service.Writable as size-limited tmpfs (Service.TmpfsSize,
+// DefaultTmpfsSize), and pids and memory limits (Service.PidsLimit,
+// Service.MemoryLimit; DefaultPidsLimit, DefaultMemoryLimit). A decky's base
+// gets the tightest profile: no capability, a 1 MiB /tmp, the Base limits.
+// A service opts out per setting with Service.OptOut (Restart,
+// SecurityOpt, Capabilities, ReadOnly, PidsLimit, MemoryLimit): the hook's
+// value of that setting then stands. Register refuses bad hardening fields
+// with ErrInvalidService. Containers made without the profile are diverged:
+// Reconcile recreates them hardened.
+//
 // # Failure model
 //
 // The Store is the truth; the compose files and the engine follow it. Every
