@@ -231,3 +231,40 @@ func TestContainersScale(t *testing.T) {
 	// Linear would be 10x; a copy of the project per service, 100x.
 	assert.Less(t, large, 30*small, "Containers is not linear in the scope's size")
 }
+
+// TestContainersStranded: a container sharing the network namespace of a
+// base that has started again since (as a restart policy does) is stranded
+// in the base's previous namespace: Containers reports it diverged, and
+// only it; once Up has recreated it, nothing is.
+func TestContainersStranded(t *testing.T) {
+	t.Parallel()
+	api, image := engine(t)
+	ctx := t.Context()
+	c := newComposer(t)
+	name := uniqueProject(t, api)
+	p := newProject(name)
+	addBase(p, "web1", image, "", "")
+	key := addService(p, "web1", "ssh", image, testimage.ModeBanner, nil)
+	require.NoError(t, c.Up(ctx, p, "web1"))
+	require.NoError(t, c.Up(ctx, p, key))
+	diverged := func() map[string]bool {
+		t.Helper()
+		got, err := c.Containers(ctx, p)
+		require.NoError(t, err)
+		m := map[string]bool{}
+		for _, ctr := range got {
+			m[ctr.Service] = ctr.Diverged
+		}
+		return m
+	}
+	require.Equal(t, map[string]bool{"web1": false, key: false}, diverged())
+
+	base := serviceContainers(t, api, name, "web1")[0].ID
+	_, err := api.ContainerRestart(ctx, base, client.ContainerRestartOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]bool{"web1": false, key: true}, diverged(), "after the base restarted")
+
+	require.NoError(t, c.Down(ctx, p, key))
+	require.NoError(t, c.Up(ctx, p, key))
+	assert.Equal(t, map[string]bool{"web1": false, key: false}, diverged(), "after the service was recreated")
+}
