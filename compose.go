@@ -46,7 +46,7 @@ type Container struct {
 	Service  string // its compose service key (com.docker.compose.service)
 	Decky    string // LabelDecky
 	State    string // the engine's state: "running", "exited", "paused", "created", "restarting", "dead"
-	Diverged bool   // its configuration differs from the project's rendering of its service
+	Diverged bool   // its configuration differs from the project's rendering of its service, or it runs in a stale namespace of its base
 }
 
 // ContainerLister is implemented by composers that can list the containers
@@ -55,6 +55,9 @@ type ContainerLister interface {
 	// Containers returns every container labelled with project's name,
 	// stopped ones included, in any order. Diverged is set by comparing
 	// each container with project's rendering of its service (a service
-	// that project does not list is not diverged: it is a stray).
+	// that project does not list is not diverged: it is a stray). A
+	// running container that shares the network namespace of a container
+	// started again since it started (a base restarted by its restart
+	// policy) is diverged too: only recreating it rejoins the namespace.
 	Containers(ctx context.Context, project *types.Project) ([]Container, error)
 }
