@@ -17,6 +17,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/containerd/errdefs"
+	"github.com/docker/cli/cli/config/configfile"
 	"github.com/docker/cli/cli/context/docker"
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/docker/compose/v5/pkg/compose"
@@ -40,7 +41,11 @@ type Composer struct {
 	events    *events
 	locks     keyedMutex
 	portMu    sync.Mutex // serialises starts of containers publishing ephemeral ports
-	closed    atomic.Bool
+	builder   builderDecision
+	// configFile is the docker CLI's config file (credential helpers
+	// removed), for the proxy settings of builds.
+	configFile *configfile.ConfigFile
+	closed     atomic.Bool
 }
 
 var (
@@ -68,6 +73,13 @@ func New(opts ...Option) (*Composer, error) {
 	if cfg.apiClient != nil && (cfg.host != "" || cfg.contextName != "") {
 		return nil, errors.New("dockercompose: WithAPIClient excludes WithHost and WithContext")
 	}
+	if cfg.builder == builderAuto {
+		b, err := buildKitFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		cfg.builder = b
+	}
 	log := cfg.logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -92,7 +104,8 @@ func New(opts ...Option) (*Composer, error) {
 		c.apiClient, c.ownClient = apiClient, true
 	}
 
-	dockerCli := newCLI(&engineClient{APIClient: c.apiClient}, sanitizeConfig(cf), t.contextName, t.endpoint, st)
+	c.configFile = sanitizeConfig(cf)
+	dockerCli := newCLI(&engineClient{APIClient: c.apiClient}, c.configFile, t.contextName, t.endpoint, st)
 	svc, err := compose.NewComposeService(dockerCli,
 		compose.WithEventProcessor(c.events),
 		compose.WithContextInfo(dockerCli.contextInfo()),
@@ -194,7 +207,21 @@ func (c *Composer) Up(ctx context.Context, project *types.Project, service strin
 	defer sdkLog.enter(c.log)()
 
 	t0 := time.Now()
-	target, err := c.create(ctx, p, svc, name, visible)
+	sdkBuild := false
+	if svc.Build != nil {
+		bk, err := c.useBuildKit(ctx)
+		if err != nil {
+			return wrap(err)
+		}
+		if bk {
+			if err := c.buildKitBuild(ctx, a, p, svc); err != nil {
+				return wrap(err)
+			}
+		} else {
+			sdkBuild = true // the Compose SDK's classic builder
+		}
+	}
+	target, err := c.create(ctx, p, svc, name, visible, sdkBuild)
 	if err != nil {
 		return wrap(err)
 	}
@@ -221,7 +248,7 @@ type upTarget struct {
 // The SDK sees only the containers of visible services (see upScope). It
 // returns the service's container; when it fails, it removes the containers
 // it created.
-func (c *Composer) create(ctx context.Context, p *types.Project, svc types.ServiceConfig, name string, visible []string) (upTarget, error) {
+func (c *Composer) create(ctx context.Context, p *types.Project, svc types.ServiceConfig, name string, visible []string, sdkBuild bool) (upTarget, error) {
 	opts := api.CreateOptions{
 		Services:             []string{svc.Name},
 		Recreate:             api.RecreateDiverged,
@@ -232,7 +259,7 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 		Timeout:              c.cfg.stopTimeout,
 		QuietPull:            true,
 	}
-	if svc.Build != nil {
+	if sdkBuild {
 		opts.Build = &api.BuildOptions{Services: []string{svc.Name}, Quiet: true}
 	}
 	rec := &upRecord{service: svc.Name}

@@ -47,6 +47,9 @@ const (
 	ModeBase   = "base"   // stay up until SIGTERM or SIGINT, then exit 0
 	ModeBanner = "banner" // serve Banner (or $BANNER) on TCP port $PORT
 	ModeFail   = "fail"   // print FailMessage (or $FAIL_MESSAGE) to stderr, exit 1
+	// ModeAppend appends a line to files: "/app append TEXT FILE...", exit 0
+	// (a RUN step of a Dockerfile built on the image, which has no shell).
+	ModeAppend = "append"
 )
 
 // Defaults of the test program.
