@@ -263,11 +263,21 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 		opts.Build = &api.BuildOptions{Services: []string{svc.Name}, Quiet: true}
 	}
 	rec := &upRecord{service: svc.Name}
+	names := map[string]string{}
+	for _, s := range visible {
+		sc, ok := p.Services[s]
+		if !ok {
+			sc, ok = p.DisabledServices[s]
+		}
+		if n, single := nameOf(sc); ok && single {
+			names[s] = n
+		}
+	}
 	run := func() error {
 		rec.mu.Lock()
 		rec.conflict = ""
 		rec.mu.Unlock()
-		scope := &upScope{project: p.Name, services: visible, volumes: len(p.Volumes) > 0, rec: rec}
+		scope := &upScope{project: p.Name, services: visible, names: names, volumes: len(p.Volumes) > 0, rec: rec}
 		err := c.compose.Create(withUpScope(ctx, scope), p, opts)
 		scope.wait()
 		return err
@@ -282,7 +292,7 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
 		err := run()
 		if err == nil {
-			target, err := c.converged(ctx, p.Name, svc.Name, name, rec)
+			target, err := c.converged(ctx, p.Name, svc.Name, name, names[svc.Name], rec)
 			if err != nil {
 				return fail(err)
 			}
@@ -322,7 +332,7 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 // converged returns the service's container after the SDK's Create: the
 // last one the SDK created (and did not remove), else the one the SDK found
 // and kept (see pickContainer).
-func (c *Composer) converged(ctx context.Context, project, service, name string, rec *upRecord) (upTarget, error) {
+func (c *Composer) converged(ctx context.Context, project, service, name, named string, rec *upRecord) (upTarget, error) {
 	rec.mu.Lock()
 	for _, id := range slices.Backward(rec.created) {
 		if !rec.removed[id] {
@@ -334,7 +344,7 @@ func (c *Composer) converged(ctx context.Context, project, service, name string,
 	rec.mu.Unlock()
 	if !listed {
 		var err error
-		if observed, err = c.serviceContainers(ctx, project, service); err != nil {
+		if observed, err = c.serviceContainers(ctx, project, service, named); err != nil {
 			return upTarget{}, err
 		}
 	}
@@ -641,9 +651,15 @@ func (c *Composer) fail(ctx context.Context, t upTarget, name string, st *contai
 	return e
 }
 
-// Down stops (within the stop timeout) and removes every container of the
+// Down stops (within the stop timeout) and removes the containers of the
 // compose service named service of project: `stop <service>` + `rm -f
-// <service>`. Nothing to remove is not an error. As with compose's stop and
+// <service>`. Nothing to remove is not an error. A service with one
+// container under a container_name (as servicelive renders them) is looked
+// up by that name, at a cost that does not grow with the containers the
+// engine holds: a container of the service under another name (renamed out
+// of band, or left by a recreate interrupted by a killed process) is then
+// left to RemoveProject, unless none holds the name, when Down lists the
+// service's containers by label and removes them all. As with compose's stop and
 // rm, the service's one-off containers (com.docker.compose.oneoff=True, as
 // `compose run` makes) and lifecycle-hook containers
 // (com.docker.compose.hook) are not the service's: Down leaves them alone.
@@ -670,9 +686,16 @@ func (c *Composer) Down(ctx context.Context, project *types.Project, service str
 	defer unlock()
 
 	t0 := time.Now()
-	listed, err := c.serviceContainers(ctx, project.Name, service)
+	named, _ := nameOf(project.Services[service])
+	listed, err := c.serviceContainers(ctx, project.Name, service, named)
 	if err != nil {
 		return wrap(err)
+	}
+	if len(listed) == 0 && named != "" {
+		// None under its name: list, for one under another name.
+		if listed, err = c.serviceContainers(ctx, project.Name, service, ""); err != nil {
+			return wrap(err)
+		}
 	}
 	ctrs := slices.DeleteFunc(listed, func(ctr container.Summary) bool {
 		return ctr.Labels[api.ProjectLabel] != project.Name || !isServiceContainer(ctr.Labels, service)
@@ -798,14 +821,23 @@ func (c *Composer) RemoveProject(ctx context.Context, project *types.Project) er
 }
 
 // serviceContainers lists every container (any state) of a compose
-// service, by its compose labels.
-func (c *Composer) serviceContainers(ctx context.Context, project, service string) ([]container.Summary, error) {
-	res, err := c.apiClient.ContainerList(ctx, client.ContainerListOptions{
+// service, by its compose labels; with a name, only the container of that
+// name, if it has those labels, is looked up (see nameOf).
+func (c *Composer) serviceContainers(ctx context.Context, project, service, name string) ([]container.Summary, error) {
+	options := client.ContainerListOptions{
 		All: true,
 		Filters: make(client.Filters).
 			Add("label", api.ProjectLabel+"="+project).
 			Add("label", api.ServiceLabel+"="+service),
-	})
+	}
+	if name != "" {
+		items, _, err := containerByName(ctx, c.apiClient, name, options)
+		if err != nil {
+			return nil, fmt.Errorf("inspect container %s: %w", name, err)
+		}
+		return items, nil
+	}
+	res, err := c.apiClient.ContainerList(ctx, options)
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}

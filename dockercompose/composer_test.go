@@ -332,15 +332,23 @@ func TestUpStaleContainer(t *testing.T) {
 	require.NoError(t, c.Up(ctx, p, ssh))
 	assert.True(t, inspect(t, api, name+".web1.ssh").State.Running)
 
-	// Renamed behind its back.
+	// Renamed behind its back: Up looks the service's container up by its
+	// name, finds none and creates it; the renamed one is left alone (and
+	// keeps running), and so is it by Down, which removes the container
+	// holding the name. RemoveProject, which lists by label, removes it.
 	_, err = api.ContainerRename(ctx, name+".web1.ssh", client.ContainerRenameOptions{NewName: name + ".renamed"})
 	require.NoError(t, err)
 	require.NoError(t, c.Up(ctx, p, ssh))
 	ctrs := serviceContainers(t, api, name, ssh)
-	require.NotEmpty(t, ctrs)
+	require.Len(t, ctrs, 2)
 	for _, ctr := range ctrs {
 		assert.Equal(t, "running", string(ctr.State), ctr.Names)
 	}
+	require.NoError(t, c.Down(ctx, p, ssh))
+	ctrs = serviceContainers(t, api, name, ssh)
+	require.Len(t, ctrs, 1)
+	assert.Equal(t, []string{"/" + name + ".renamed"}, ctrs[0].Names)
+	// With nothing under the name, Down lists by label: the renamed one goes.
 	require.NoError(t, c.Down(ctx, p, ssh))
 	assert.Empty(t, serviceContainers(t, api, name, ssh))
 }
