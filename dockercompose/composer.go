@@ -151,8 +151,9 @@ func (c *Composer) Close() error {
 // `docker compose up -d --no-deps --build <service>`. An up-to-date running
 // container is left as it is (inspected once, neither started nor watched
 // again); a container whose configuration or image changed is recreated; a
-// service with a build section is (re)built with the classic builder
-// through the Engine API.
+// service with a build section is (re)built first, with BuildKit in-process
+// through the Engine API, or the classic builder where BuildKit is not
+// used (see WithBuildKit); a failed BuildKit build is a *BuildError.
 //
 // By default Up returns once the container is running. An image that cannot
 // be had, a container that cannot start or is not running right after its
