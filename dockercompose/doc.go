@@ -58,8 +58,10 @@
 // by Down, so an add or a remove costs the same in an engine holding
 // thousands of containers (BENCHMARKS.md, "Fleet scale"). A container of
 // the service under another name (renamed, or left by an interrupted
-// recreate) is not seen there: RemoveProject and Containers, which list by
-// label, see it; Down lists by label when no container holds the name.
+// recreate) is not seen there: Up creates the service's container beside
+// it (which fails to start if the other, running, holds its port), Down
+// removes only the named one and lists by label when no container holds the
+// name; RemoveProject and Containers, which list by label, see it.
 // Services without container_name, or scaled, are listed by label.
 //
 // # Builds
