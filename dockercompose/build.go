@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/containerd/platforms"
@@ -124,7 +126,11 @@ func (c *Composer) buildKitBuild(ctx context.Context, a attribution, p *types.Pr
 	image := api.GetImageNameOrDefault(svc, p.Name)
 	resource := "Image " + image
 	c.events.emit(a, resource, StatusWorking, api.StatusBuilding, "")
+	t0 := time.Now()
 	err := c.buildKitRun(ctx, p, svc, image)
+	c.log.LogAttrs(ctx, slog.LevelDebug, "dockercompose: buildkit build",
+		slog.String("project", p.Name), slog.String("service", svc.Name), slog.String("image", image),
+		slog.Duration("took", time.Since(t0)), slog.Any("error", err))
 	if err != nil {
 		c.events.emit(a, resource, StatusError, api.StatusError, err.Error())
 		var be *BuildError
@@ -137,6 +143,9 @@ func (c *Composer) buildKitBuild(ctx context.Context, a attribution, p *types.Pr
 	return nil
 }
 
+// buildKitRun runs the build of buildKitBuild: it sets the build's options
+// from svc's build section, serves the context and the Dockerfile through a
+// session for the build's length, and reads the progress stream to its end.
 func (c *Composer) buildKitRun(ctx context.Context, p *types.Project, svc types.ServiceConfig, image string) error {
 	b := svc.Build
 	opts := client.ImageBuildOptions{
@@ -412,7 +421,7 @@ func (t *buildTrace) step(digest string) *buildStep {
 // other than a cancellation (a failure cancels the steps running
 // alongside), else the last one reporting any error; nil when none did.
 func (t *buildTrace) failed() *buildStep {
-	var any *buildStep
+	var fallback *buildStep
 	for _, d := range slices.Backward(t.order) {
 		s := t.vertices[d]
 		if s.err == "" {
@@ -425,9 +434,9 @@ func (t *buildTrace) failed() *buildStep {
 		if !strings.Contains(s.err, "context canceled") {
 			return s
 		}
-		if any == nil {
-			any = s
+		if fallback == nil {
+			fallback = s
 		}
 	}
-	return any
+	return fallback
 }
