@@ -26,6 +26,7 @@ import (
 	"github.com/docker/compose/v5/pkg/api"
 	controlapi "github.com/moby/buildkit/api/services/control"
 	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/session/filesync"
 	buildtypes "github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/jsonstream"
@@ -234,6 +235,14 @@ func (c *Composer) buildKitRun(ctx context.Context, p *types.Project, svc types.
 	}
 	if len(dirs) > 0 {
 		sess.Allow(filesync.NewFSSyncProvider(dirs))
+	}
+	if c.configFile != nil {
+		// Registry credentials for the images the build pulls: the config
+		// file's inline "auths" (credential helpers were removed from it:
+		// they are subprocesses), as the classic builder gets them.
+		sess.Allow(authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: authprovider.LoadAuthConfig(c.configFile),
+		}))
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

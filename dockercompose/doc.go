@@ -84,8 +84,9 @@
 // 1.39, and does not advertise BuildKit (Builder-Version: 2); the engine is
 // asked once per Composer. Build secrets, ssh, additional contexts,
 // privileged builds, several platforms and cache_to are refused
-// (*UnsupportedError); registry credentials for a FROM are not served to
-// BuildKit (base images must be local or public).
+// (*UnsupportedError). Registry credentials for the images a build pulls
+// come from the docker config file's inline "auths", served to BuildKit
+// through the session (as the classic builder gets them in its request).
 //
 // # What never happens
 //
