@@ -172,3 +172,25 @@ func TestBuildKit(t *testing.T) {
 
 	assert.Empty(t, trapped(), "no subprocess may be started")
 }
+
+// TestBuildKitCancel: an Up cancelled during a BuildKit build returns soon
+// with the context's error, the build cancelled with it (its session
+// closed), and creates no container.
+func TestBuildKitCancel(t *testing.T) {
+	t.Parallel()
+	api, image := engine(t)
+	name := uniqueProject(t, api)
+	p := newProject(name)
+	addBase(p, "web1", image, "", "")
+	key, _ := builtService(t, api, p, "slow", image, "FROM %s\nENV FAIL_AFTER=30s\nRUN [\"/app\", \"fail\"]\n")
+	c := newComposer(t, dockercompose.WithBuildKit(true))
+	require.NoError(t, c.Up(t.Context(), p, "web1"))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	err := c.Up(ctx, p, key)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(t0), 15*time.Second, "the build stops with the Up")
+	assert.Empty(t, serviceContainers(t, api, name, key))
+}
