@@ -18,7 +18,18 @@
 # SERVICELIVE_BENCH_PROFILE_N (library add/remove pairs under the CPU
 # profiler, default 40), SERVICELIVE_BENCH_QUIET_WAIT (default 900 s),
 # BENCHMARKS_OUT (default BENCHMARKS.md).
+#
+#   bench/run.sh scale
+#
+# runs only BenchmarkFleetScale (add/remove with 0, 500 and 2,000 other
+# containers in the project: SERVICELIVE_BENCH_SCALE_SIZES, default
+# "500,2000"; SERVICELIVE_BENCH_SCALE_ROUNDS, default 15) and BenchmarkBuild
+# (BuildKit against the classic builder: SERVICELIVE_BENCH_BUILD_ROUNDS,
+# default 10), writes their section to bench/SCALE.md and puts it in place in
+# BENCHMARKS.md, leaving the other sections alone (no compose CLI needed).
+# The full run includes them too.
 set -euo pipefail
+mode=${1:-all}
 cd "$(dirname "$0")/.."
 root=$PWD
 out=${BENCHMARKS_OUT:-$root/BENCHMARKS.md}
@@ -54,7 +65,10 @@ docker version --format '{{.Server.Version}}' >/dev/null || { echo "docker engin
 # go.mod and go.sum: compose-go v2.9 and the rest of its pinned graph).
 compose_build_note=""
 compose=${SERVICELIVE_BENCH_COMPOSE:-}
-if [ -z "$compose" ]; then
+if [ "$mode" = scale ]; then
+	compose=none
+	compose_build_note="not used"
+elif [ -z "$compose" ]; then
 	step "building the compose v2 CLI $compose_version from the Go module proxy"
 	mkdir -p "$tmp/bin"
 	if (cd "$tmp" && GOBIN="$tmp/bin" GOFLAGS=-mod=mod go install "$compose_module/cmd@$compose_version") 2>"$tmp/install.err"; then
@@ -76,7 +90,7 @@ if [ -z "$compose" ]; then
 else
 	compose_build_note="given by SERVICELIVE_BENCH_COMPOSE"
 fi
-compose_ver=$("$compose" version --short 2>/dev/null || "$compose" version)
+[ "$compose" = none ] || compose_ver=$("$compose" version --short 2>/dev/null || "$compose" version)
 
 step "building the benchmark"
 go test -c -o "$tmp/bench.test" ./bench
@@ -110,6 +124,40 @@ bench() {
 mkdir -p "$tmp/report"
 export SERVICELIVE_BENCH_ENGINE=1 SERVICELIVE_BENCH_COMPOSE="$compose" SERVICELIVE_BENCH_REPORT_DIR="$tmp/report"
 
+# scale_section runs the fleet-scale and build benchmarks and writes their
+# section, bench/SCALE.md.
+scale_section() {
+	local before after
+	before=$(load)
+	bench BenchmarkFleetScale -test.benchtime 1x -test.timeout 60m
+	bench BenchmarkBuild -test.benchtime 1x -test.timeout 30m
+	after=$(load)
+	{
+		echo "<!-- bench/SCALE.md: written by bench/run.sh (scale) on $(date -u '+%Y-%m-%d %H:%M UTC'); 1-minute load $before before, $after after; Docker Engine $(docker version --format '{{.Server.Version}}'), storage driver $(docker info --format '{{.Driver}}') -->"
+		cat "$tmp/report/scale.md" "$tmp/report/build.md"
+		echo "Reproduce: \`bench/run.sh scale\` (this section only) or \`bench/run.sh\`."
+		echo
+	} >bench/SCALE.md
+}
+if [ "$mode" = scale ]; then
+	scale_section
+	# Put the section in place: replace the one there (from its heading to
+	# the next section of another origin), else insert it before
+	# "## Reproduce".
+	step "writing the scale section of $out"
+	awk -v sec=bench/SCALE.md '
+		function emit() { while ((getline l < sec) > 0) print l; close(sec); done = 1 }
+		/^<!-- bench\/SCALE.md/ { skip = 1; if (!done) emit(); next }
+		skip && /^## / && !/^## (Fleet scale|Builds: BuildKit)/ { skip = 0 }
+		skip { next }
+		/^## Reproduce/ && !done { emit() }
+		{ print }
+	' "$out" >"$out.tmp"
+	mv "$out.tmp" "$out"
+	step "done: $out"
+	exit 0
+fi
+
 t0=$(date +%s)
 bench BenchmarkPaired -test.benchtime 1x -test.timeout 30m
 bench BenchmarkConcurrent -test.benchtime 1x -test.timeout 30m
@@ -117,6 +165,7 @@ bench BenchmarkAPICalls -test.benchtime 1x -test.timeout 10m
 bench BenchmarkLargeScope -test.benchtime 1x -test.timeout 20m
 bench BenchmarkLibraryAddRemove -test.benchtime "${SERVICELIVE_BENCH_PROFILE_N:-40}x" -test.timeout 10m \
 	-test.cpuprofile "$tmp/lib.cpu"
+scale_section
 took=$(($(date +%s) - t0))
 pprof_top=$(go tool pprof -top -nodecount=25 "$tmp/bench.test" "$tmp/lib.cpu" 2>/dev/null | sed -n '/^Duration/,$p')
 pprof_cum=$(go tool pprof -top -cum -nodecount=25 -focus 'servicelive\.\(\*Manager\)' "$tmp/bench.test" "$tmp/lib.cpu" 2>/dev/null | sed -n '/^Showing nodes/,$p')
@@ -198,6 +247,9 @@ EOF
 	if [ -f bench/STORES.md ]; then
 		cat bench/STORES.md
 		echo
+	fi
+	if [ -f bench/SCALE.md ]; then
+		cat bench/SCALE.md
 	fi
 	cat <<EOF
 ## Reproduce

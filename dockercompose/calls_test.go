@@ -81,11 +81,14 @@ func TestEngineCalls(t *testing.T) {
 	t.Logf("Up of a service: %d requests: %s", len(up), strings.Join(up, ", "))
 	// The SDK's requests before the create run concurrently (prefetched):
 	// compare them as a set.
+	// The SDK's listings of containers are answered by inspections by
+	// name (O(1) in the engine, where a label-filtered listing is a pass
+	// over all the engine's containers).
 	observed := []string{
-		"GET /containers/json",           // the service's container (SDK's observed state)
-		"GET /containers/json",           // the base's container, for "service:web1"
-		"GET /images/" + image + "/json", // SDK: is the image here?
-		"GET /networks",                  // SDK: the project's networks
+		"GET /containers/" + name + ".web1.ssh/json", // the service's container (SDK's observed state)
+		"GET /containers/" + name + ".web1/json",     // the base's container, for "service:web1"
+		"GET /images/" + image + "/json",             // SDK: is the image here?
+		"GET /networks",                              // SDK: the project's networks
 	}
 	require.Len(t, up, 8)
 	slices.Sort(up[:4])
@@ -108,7 +111,7 @@ func TestEngineCalls(t *testing.T) {
 	require.NoError(t, c.Down(ctx, p, key))
 	down := log.take()
 	t.Logf("Down of a service: %d requests: %s", len(down), strings.Join(down, ", "))
-	assert.Equal(t, []string{"GET /containers/json", "POST /containers/{id}/stop", "DELETE /containers/{id}"}, down)
+	assert.Equal(t, []string{"GET /containers/" + name + ".web1.ssh/json", "POST /containers/{id}/stop", "DELETE /containers/{id}"}, down)
 }
 
 // TestMeasure compares the Composer with the engine's floor on this

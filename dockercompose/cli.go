@@ -33,8 +33,9 @@ import (
 //     `docker buildx bake` subprocess.
 //
 // This one hands out a ready API client, discards the standard streams,
-// reports BuildKit disabled, so the SDK builds with the classic builder
-// through the Engine API, and serves a config file without credential
+// reports BuildKit disabled, so the SDK never runs buildx (the Composer
+// builds with BuildKit itself, see buildKitBuild, and leaves the SDK only
+// the classic builder, its fallback), and serves a config file without credential
 // helpers (running docker-credential-* is a subprocess too): registry
 // credentials come from the config file's inline "auths" only.
 type cli struct {

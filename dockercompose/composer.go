@@ -17,6 +17,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/containerd/errdefs"
+	"github.com/docker/cli/cli/config/configfile"
 	"github.com/docker/cli/cli/context/docker"
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/docker/compose/v5/pkg/compose"
@@ -40,7 +41,11 @@ type Composer struct {
 	events    *events
 	locks     keyedMutex
 	portMu    sync.Mutex // serialises starts of containers publishing ephemeral ports
-	closed    atomic.Bool
+	builder   builderDecision
+	// configFile is the docker CLI's config file (credential helpers
+	// removed), for the proxy settings of builds.
+	configFile *configfile.ConfigFile
+	closed     atomic.Bool
 }
 
 var (
@@ -68,6 +73,13 @@ func New(opts ...Option) (*Composer, error) {
 	if cfg.apiClient != nil && (cfg.host != "" || cfg.contextName != "") {
 		return nil, errors.New("dockercompose: WithAPIClient excludes WithHost and WithContext")
 	}
+	if cfg.builder == builderAuto {
+		b, err := buildKitFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		cfg.builder = b
+	}
 	log := cfg.logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -92,7 +104,8 @@ func New(opts ...Option) (*Composer, error) {
 		c.apiClient, c.ownClient = apiClient, true
 	}
 
-	dockerCli := newCLI(&engineClient{APIClient: c.apiClient}, sanitizeConfig(cf), t.contextName, t.endpoint, st)
+	c.configFile = sanitizeConfig(cf)
+	dockerCli := newCLI(&engineClient{APIClient: c.apiClient}, c.configFile, t.contextName, t.endpoint, st)
 	svc, err := compose.NewComposeService(dockerCli,
 		compose.WithEventProcessor(c.events),
 		compose.WithContextInfo(dockerCli.contextInfo()),
@@ -138,8 +151,9 @@ func (c *Composer) Close() error {
 // `docker compose up -d --no-deps --build <service>`. An up-to-date running
 // container is left as it is (inspected once, neither started nor watched
 // again); a container whose configuration or image changed is recreated; a
-// service with a build section is (re)built with the classic builder
-// through the Engine API.
+// service with a build section is (re)built first, with BuildKit in-process
+// through the Engine API, or the classic builder where BuildKit is not
+// used (see WithBuildKit); a failed BuildKit build is a *BuildError.
 //
 // By default Up returns once the container is running. An image that cannot
 // be had, a container that cannot start or is not running right after its
@@ -194,7 +208,21 @@ func (c *Composer) Up(ctx context.Context, project *types.Project, service strin
 	defer sdkLog.enter(c.log)()
 
 	t0 := time.Now()
-	target, err := c.create(ctx, p, svc, name, visible)
+	sdkBuild := false
+	if svc.Build != nil {
+		bk, err := c.useBuildKit(ctx)
+		if err != nil {
+			return wrap(err)
+		}
+		if bk {
+			if err := c.buildKitBuild(ctx, a, p, svc); err != nil {
+				return wrap(err)
+			}
+		} else {
+			sdkBuild = true // the Compose SDK's classic builder
+		}
+	}
+	target, err := c.create(ctx, p, svc, name, visible, sdkBuild)
 	if err != nil {
 		return wrap(err)
 	}
@@ -221,7 +249,7 @@ type upTarget struct {
 // The SDK sees only the containers of visible services (see upScope). It
 // returns the service's container; when it fails, it removes the containers
 // it created.
-func (c *Composer) create(ctx context.Context, p *types.Project, svc types.ServiceConfig, name string, visible []string) (upTarget, error) {
+func (c *Composer) create(ctx context.Context, p *types.Project, svc types.ServiceConfig, name string, visible []string, sdkBuild bool) (upTarget, error) {
 	opts := api.CreateOptions{
 		Services:             []string{svc.Name},
 		Recreate:             api.RecreateDiverged,
@@ -232,15 +260,25 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 		Timeout:              c.cfg.stopTimeout,
 		QuietPull:            true,
 	}
-	if svc.Build != nil {
+	if sdkBuild {
 		opts.Build = &api.BuildOptions{Services: []string{svc.Name}, Quiet: true}
 	}
 	rec := &upRecord{service: svc.Name}
+	names := map[string]string{}
+	for _, s := range visible {
+		sc, ok := p.Services[s]
+		if !ok {
+			sc, ok = p.DisabledServices[s]
+		}
+		if n, single := nameOf(sc); ok && single {
+			names[s] = n
+		}
+	}
 	run := func() error {
 		rec.mu.Lock()
 		rec.conflict = ""
 		rec.mu.Unlock()
-		scope := &upScope{project: p.Name, services: visible, volumes: len(p.Volumes) > 0, rec: rec}
+		scope := &upScope{project: p.Name, services: visible, names: names, volumes: len(p.Volumes) > 0, rec: rec}
 		err := c.compose.Create(withUpScope(ctx, scope), p, opts)
 		scope.wait()
 		return err
@@ -255,7 +293,7 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
 		err := run()
 		if err == nil {
-			target, err := c.converged(ctx, p.Name, svc.Name, name, rec)
+			target, err := c.converged(ctx, p.Name, svc.Name, name, names[svc.Name], rec)
 			if err != nil {
 				return fail(err)
 			}
@@ -295,7 +333,7 @@ func (c *Composer) create(ctx context.Context, p *types.Project, svc types.Servi
 // converged returns the service's container after the SDK's Create: the
 // last one the SDK created (and did not remove), else the one the SDK found
 // and kept (see pickContainer).
-func (c *Composer) converged(ctx context.Context, project, service, name string, rec *upRecord) (upTarget, error) {
+func (c *Composer) converged(ctx context.Context, project, service, name, named string, rec *upRecord) (upTarget, error) {
 	rec.mu.Lock()
 	for _, id := range slices.Backward(rec.created) {
 		if !rec.removed[id] {
@@ -307,7 +345,7 @@ func (c *Composer) converged(ctx context.Context, project, service, name string,
 	rec.mu.Unlock()
 	if !listed {
 		var err error
-		if observed, err = c.serviceContainers(ctx, project, service); err != nil {
+		if observed, err = c.serviceContainers(ctx, project, service, named); err != nil {
 			return upTarget{}, err
 		}
 	}
@@ -614,9 +652,15 @@ func (c *Composer) fail(ctx context.Context, t upTarget, name string, st *contai
 	return e
 }
 
-// Down stops (within the stop timeout) and removes every container of the
+// Down stops (within the stop timeout) and removes the containers of the
 // compose service named service of project: `stop <service>` + `rm -f
-// <service>`. Nothing to remove is not an error. As with compose's stop and
+// <service>`. Nothing to remove is not an error. A service with one
+// container under a container_name (as servicelive renders them) is looked
+// up by that name, at a cost that does not grow with the containers the
+// engine holds: a container of the service under another name (renamed out
+// of band, or left by a recreate interrupted by a killed process) is then
+// left to RemoveProject, unless none holds the name, when Down lists the
+// service's containers by label and removes them all. As with compose's stop and
 // rm, the service's one-off containers (com.docker.compose.oneoff=True, as
 // `compose run` makes) and lifecycle-hook containers
 // (com.docker.compose.hook) are not the service's: Down leaves them alone.
@@ -643,9 +687,16 @@ func (c *Composer) Down(ctx context.Context, project *types.Project, service str
 	defer unlock()
 
 	t0 := time.Now()
-	listed, err := c.serviceContainers(ctx, project.Name, service)
+	named, _ := nameOf(project.Services[service])
+	listed, err := c.serviceContainers(ctx, project.Name, service, named)
 	if err != nil {
 		return wrap(err)
+	}
+	if len(listed) == 0 && named != "" {
+		// None under its name: list, for one under another name.
+		if listed, err = c.serviceContainers(ctx, project.Name, service, ""); err != nil {
+			return wrap(err)
+		}
 	}
 	ctrs := slices.DeleteFunc(listed, func(ctr container.Summary) bool {
 		return ctr.Labels[api.ProjectLabel] != project.Name || !isServiceContainer(ctr.Labels, service)
@@ -771,14 +822,23 @@ func (c *Composer) RemoveProject(ctx context.Context, project *types.Project) er
 }
 
 // serviceContainers lists every container (any state) of a compose
-// service, by its compose labels.
-func (c *Composer) serviceContainers(ctx context.Context, project, service string) ([]container.Summary, error) {
-	res, err := c.apiClient.ContainerList(ctx, client.ContainerListOptions{
+// service, by its compose labels; with a name, only the container of that
+// name, if it has those labels, is looked up (see nameOf).
+func (c *Composer) serviceContainers(ctx context.Context, project, service, name string) ([]container.Summary, error) {
+	options := client.ContainerListOptions{
 		All: true,
 		Filters: make(client.Filters).
 			Add("label", api.ProjectLabel+"="+project).
 			Add("label", api.ServiceLabel+"="+service),
-	})
+	}
+	if name != "" {
+		items, _, err := containerByName(ctx, c.apiClient, name, options)
+		if err != nil {
+			return nil, fmt.Errorf("inspect container %s: %w", name, err)
+		}
+		return items, nil
+	}
+	res, err := c.apiClient.ContainerList(ctx, options)
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}

@@ -332,15 +332,24 @@ func TestUpStaleContainer(t *testing.T) {
 	require.NoError(t, c.Up(ctx, p, ssh))
 	assert.True(t, inspect(t, api, name+".web1.ssh").State.Running)
 
-	// Renamed behind its back.
+	// Renamed (and stopped: running, it would hold the service's port in
+	// the base's namespace) behind its back: Up looks the service's
+	// container up by its name, finds none and creates it; the renamed one
+	// is left alone, and so is it by Down, which removes the container
+	// holding the name. A Down with none under the name lists by label.
 	_, err = api.ContainerRename(ctx, name+".web1.ssh", client.ContainerRenameOptions{NewName: name + ".renamed"})
+	require.NoError(t, err)
+	_, err = api.ContainerStop(ctx, name+".renamed", client.ContainerStopOptions{})
 	require.NoError(t, err)
 	require.NoError(t, c.Up(ctx, p, ssh))
 	ctrs := serviceContainers(t, api, name, ssh)
-	require.NotEmpty(t, ctrs)
-	for _, ctr := range ctrs {
-		assert.Equal(t, "running", string(ctr.State), ctr.Names)
-	}
+	require.Len(t, ctrs, 2)
+	assert.True(t, inspect(t, api, name+".web1.ssh").State.Running)
+	require.NoError(t, c.Down(ctx, p, ssh))
+	ctrs = serviceContainers(t, api, name, ssh)
+	require.Len(t, ctrs, 1)
+	assert.Equal(t, []string{"/" + name + ".renamed"}, ctrs[0].Names)
+	// With nothing under the name, Down lists by label: the renamed one goes.
 	require.NoError(t, c.Down(ctx, p, ssh))
 	assert.Empty(t, serviceContainers(t, api, name, ssh))
 }

@@ -48,8 +48,11 @@ type upScope struct {
 	ctx      context.Context // the Up's
 	project  string
 	services []string // the service and the services it references
-	volumes  bool     // the project declares volumes
-	rec      *upRecord
+	// names are the container names of the services looked up by name
+	// (see nameOf) instead of listed.
+	names   map[string]string
+	volumes bool // the project declares volumes
+	rec     *upRecord
 
 	// The SDK's first request of an Up inspects the image; its next ones
 	// list the project's containers and networks, one after the other. The
@@ -324,7 +327,9 @@ func (e *engineClient) ContainerRemove(ctx context.Context, id string, options c
 }
 
 // listScoped lists the containers options asks for, restricted to the
-// scope's services (unless options names a service already).
+// scope's services (unless options names a service already): one request
+// per service, concurrent, an inspection by name for a service with a
+// single named container (see nameOf), else a listing by label.
 func (e *engineClient) listScoped(ctx context.Context, scope *upScope, options client.ContainerListOptions) (client.ContainerListResult, error) {
 	if len(scope.services) == 0 {
 		return e.APIClient.ContainerList(ctx, options)
@@ -340,6 +345,13 @@ func (e *engineClient) listScoped(ctx context.Context, scope *upScope, options c
 		g.Go(func() error {
 			o := options
 			o.Filters = options.Filters.Clone().Add("label", api.ServiceLabel+"="+service)
+			if name, ok := scope.names[service]; ok {
+				items, ok, err := containerByName(gctx, e.APIClient, name, o)
+				if ok {
+					results[i] = items
+					return err
+				}
+			}
 			res, err := e.APIClient.ContainerList(gctx, o)
 			results[i] = res.Items
 			return err

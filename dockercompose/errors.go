@@ -187,6 +187,43 @@ func (e *MissingImageError) Error() string {
 // Unwrap returns the engine's error.
 func (e *MissingImageError) Unwrap() error { return e.Err }
 
+// BuildError reports that the image of a service with a build section
+// could not be built with BuildKit: a step of the Dockerfile failed (a RUN
+// that exited non-zero, a COPY of a missing file, a FROM of an image that
+// cannot be had), the Dockerfile is invalid, or the build could not run.
+// Step is the failing step as BuildKit names it (e.g. "[2/3] RUN
+// [\"/app\", \"fail\"]"), Message its error, Logs its last output lines,
+// all decoded from the build's progress stream. Up creates no container.
+// Up returns it wrapped: use errors.As.
+type BuildError struct {
+	Service string   // the service
+	Image   string   // the image being built
+	Step    string   // the failing step, "" when the failure is not a step's
+	Message string   // what failed, as the engine or BuildKit says
+	Logs    []string // the failing step's last output lines, oldest first
+	Err     error    // the engine's error (a *jsonstream.Error from the stream), or the client's
+}
+
+// Error names the image and the step, e.g. "build image web1-built of
+// service web1-built: step [2/2] RUN [\"/app\", \"fail\"]: executor
+// failed running [/app fail]: exit code: 1; last log lines: ...".
+func (e *BuildError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "build image %s of service %s", e.Image, e.Service)
+	if e.Step != "" {
+		fmt.Fprintf(&b, ": step %s", e.Step)
+	}
+	fmt.Fprintf(&b, ": %s", e.Message)
+	if len(e.Logs) > 0 {
+		b.WriteString("; last log lines: ")
+		b.WriteString(strings.Join(e.Logs, " | "))
+	}
+	return b.String()
+}
+
+// Unwrap returns the engine's or the client's error.
+func (e *BuildError) Unwrap() error { return e.Err }
+
 // shortID is a container ID as the docker CLI shows it.
 func shortID(id string) string {
 	if len(id) > 12 {

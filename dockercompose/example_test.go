@@ -74,3 +74,28 @@ func ExampleWithProgress() {
 	//   up demo/web1-ssh: Container demo.web1.ssh Started
 	//   up demo/web1-ssh: Container demo.web1.ssh Running
 }
+
+// ExampleBuildError builds a service's image with BuildKit (in-process,
+// whatever DOCKER_BUILDKIT says) and reports the failing Dockerfile step of
+// a failed build.
+func ExampleBuildError() {
+	c, err := dockercompose.New(dockercompose.WithBuildKit(true))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	report := func(err error) {
+		var be *dockercompose.BuildError
+		if errors.As(err, &be) {
+			fmt.Printf("step %q failed: %s\n", be.Step, be.Message)
+			for _, line := range be.Logs {
+				fmt.Println("  ", line)
+			}
+		}
+	}
+	// report(c.Up(ctx, project, "web1-http")) prints, for a RUN that fails:
+	//   step "[2/2] RUN [\"/app\", \"fail\"]" failed: executor failed running [/app fail]: exit code: 1
+	//      servicelive-test: fail mode: exiting with status 1
+	_ = report
+}

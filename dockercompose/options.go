@@ -28,6 +28,7 @@ type config struct {
 	wait        bool
 	waitTimeout time.Duration
 	startGrace  time.Duration
+	builder     int // builderAuto, builderBuildKit or builderClassic
 }
 
 func defaultConfig() config {
@@ -151,6 +152,24 @@ func WithStartGrace(d time.Duration) Option {
 			return errors.New("dockercompose: negative start grace")
 		}
 		c.startGrace = d
+		return nil
+	}
+}
+
+// WithBuildKit chooses the builder of services with a build section:
+// BuildKit (true) or the classic builder (false), whatever the environment
+// and the engine say. Without it the Composer decides as the docker CLI
+// does: DOCKER_BUILDKIT (read by New: a boolean; another value makes New
+// fail), else the engine (BuildKit unless it is a Windows engine, or one
+// older than API 1.39, that does not advertise it). BuildKit builds run
+// in-process through the Engine API's session endpoint, never through
+// `docker buildx`; the classic builder is the Compose SDK's.
+func WithBuildKit(enabled bool) Option {
+	return func(c *config) error {
+		c.builder = builderClassic
+		if enabled {
+			c.builder = builderBuildKit
+		}
 		return nil
 	}
 }

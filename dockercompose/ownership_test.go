@@ -381,6 +381,8 @@ func TestUpNameConflict(t *testing.T) {
 			holder, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
 				Name:   ref,
 				Config: &container.Config{Image: image, Cmd: testimage.Command(testimage.ModeBase), Labels: labels},
+				// No network: the engine's default bridge may be missing.
+				HostConfig: &container.HostConfig{NetworkMode: "none"},
 			})
 			require.NoError(t, err)
 			t.Cleanup(func() {
@@ -443,8 +445,9 @@ func TestDownKeepsOneOffs(t *testing.T) {
 		"hook":    {composeProject: name, composeService: key, "com.docker.compose.hook": "pre_start", "com.docker.compose.hook-index": "0"},
 	} {
 		res, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
-			Name:   name + "." + what,
-			Config: &container.Config{Image: image, Cmd: testimage.Command(testimage.ModeBase), Labels: labels},
+			Name:       name + "." + what,
+			Config:     &container.Config{Image: image, Cmd: testimage.Command(testimage.ModeBase), Labels: labels},
+			HostConfig: &container.HostConfig{NetworkMode: "none"}, // the default bridge may be missing
 		})
 		require.NoError(t, err, what)
 		_, err = api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})

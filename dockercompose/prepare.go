@@ -153,6 +153,24 @@ func checkSupported(project *types.Project, service string, svc types.ServiceCon
 	case len(svc.Models) > 0:
 		return refuse("models", "models are served by the docker model plugin, a subprocess")
 	}
+	if b := svc.Build; b != nil {
+		// Neither builder honours these: the classic builder cannot, and
+		// BuildKit is driven with the build context and Dockerfile only.
+		switch {
+		case len(b.Secrets) > 0:
+			return refuse("build.secrets", "build secrets are not served to the builder")
+		case len(b.SSH) > 0:
+			return refuse("build.ssh", "SSH agent forwarding to the builder is not supported")
+		case len(b.AdditionalContexts) > 0:
+			return refuse("build.additional_contexts", "additional build contexts are not served to the builder")
+		case b.Privileged || len(b.Entitlements) > 0:
+			return refuse("build.privileged", "privileged builds (entitlements) are not supported")
+		case len(b.Platforms) > 1:
+			return refuse("build.platforms", "a multi-platform image cannot be stored by the engine's image store")
+		case len(b.CacheTo) > 0:
+			return refuse("build.cache_to", "cache export needs a BuildKit exporter the engine's builder lacks")
+		}
+	}
 	for _, ref := range svc.Secrets {
 		obj, declared := project.Secrets[ref.Source]
 		if reason := fileSourced("secret", ref.Source, types.FileObjectConfig(obj), declared); reason != "" {

@@ -61,6 +61,9 @@ const (
 	ModeForkBomb = "forkbomb"
 	// ModeKill1 (exec'd) sends SIGTERM to PID 1, the container's main process.
 	ModeKill1 = "kill1"
+	// ModeAppend appends a line to files: "/app append TEXT FILE...", exit 0
+	// (a RUN step of a Dockerfile built on the image, which has no shell).
+	ModeAppend = "append"
 )
 
 // Defaults of the test program.

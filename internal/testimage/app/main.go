@@ -22,6 +22,9 @@
 //	                 fork fails or max (default 4096) are up; report how many
 //	                 and the error, then kill and reap them all
 //	kill1            send SIGTERM to PID 1 (the container's main process)
+//	append  append the second argument and a newline to each file named by
+//	        the next ones (creating them), then exit 0 (a build step's RUN:
+//	        the image has no shell)
 package main
 
 import (
@@ -57,6 +60,8 @@ func main() {
 			fmt.Fprintf(os.Stderr, "servicelive-test: kill 1: %v\n", err)
 			os.Exit(1)
 		}
+	case "append":
+		appendLine(os.Args[2:])
 	default:
 		fmt.Fprintf(os.Stderr, "servicelive-test: unknown mode %q\n", mode)
 		os.Exit(2)
@@ -123,4 +128,25 @@ func fail() {
 	}
 	fmt.Fprintln(os.Stderr, msg)
 	os.Exit(1)
+}
+
+func appendLine(args []string) {
+	if len(args) < 2 {
+		fmt.Fprintln(os.Stderr, "servicelive-test: append TEXT FILE...")
+		os.Exit(2)
+	}
+	for _, name := range args[1:] {
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err == nil {
+			_, err = fmt.Fprintln(f, args[0])
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "servicelive-test: append: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Printf("servicelive-test: appended to %s\n", name)
+	}
 }
