@@ -11,6 +11,9 @@
 //	fail    print $FAIL_MESSAGE (default "servicelive-test: fail mode:
 //	        exiting with status 1") to stderr and exit 1, after $FAIL_AFTER
 //	        (a Go duration, default 0) if set
+//	append  append the second argument and a newline to each file named by
+//	        the next ones (creating them), then exit 0 (a build step's RUN:
+//	        the image has no shell)
 //
 // Modes for `docker exec <container> /app <mode>`, probing the container
 // from inside (each prints one JSON object on stdout):
@@ -22,9 +25,6 @@
 //	                 fork fails or max (default 4096) are up; report how many
 //	                 and the error, then kill and reap them all
 //	kill1            send SIGTERM to PID 1 (the container's main process)
-//	append  append the second argument and a newline to each file named by
-//	        the next ones (creating them), then exit 0 (a build step's RUN:
-//	        the image has no shell)
 package main
 
 import (
