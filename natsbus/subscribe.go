@@ -165,6 +165,6 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, opts ...SubscribeOp
 
 // msg is a message of either kind of subscription.
 type msg struct {
-	data      []byte
+	data           []byte
 	ack, term, nak func() // JetStream only
 }
