@@ -199,6 +199,10 @@ EOF
 		cat bench/STORES.md
 		echo
 	fi
+	if [ -f bench/NATS.md ]; then
+		cat bench/NATS.md
+		echo
+	fi
 	cat <<EOF
 ## Reproduce
 

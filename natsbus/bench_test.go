@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/decnet/servicelive"
+	"github.com/decnet/servicelive/natsbus"
 	"github.com/nats-io/nats.go"
 
 	"github.com/decnet/servicelive/servicelivetest"
@@ -69,7 +70,8 @@ func BenchmarkAddService(b *testing.B) {
 				if bus == "jetstream" || bus == "down" {
 					stream = "DECKY"
 				}
-				opts = append(opts, servicelive.WithBus(newBus(b, nc, stream)))
+				// Close does not wait long for a server that is gone.
+				opts = append(opts, servicelive.WithBus(newBus(b, nc, stream, natsbus.WithFlushTimeout(100*time.Millisecond))))
 				if bus == "down" {
 					br.stop()
 					waitStatus(b, nc, nats.CONNECTED)

@@ -164,9 +164,12 @@ type payload struct {
 
 // Publish sends e on subject e.Topic(). It fails at once with
 // ErrNotConnected when the connection is not connected, and with ErrClosed
-// after Close. On core NATS it returns once the message is written to the
-// connection; with JetStream once the stream has acknowledged it (or ctx is
-// done), the header Nats-Msg-Id set to e.ID.
+// after Close. On core NATS it returns once the message is in the
+// connection's outgoing buffer (sent by nats.go's flusher; the server
+// delivers it to the subscribers of that moment, if any); with JetStream
+// once the stream has acknowledged it (or ctx is done), the header
+// Nats-Msg-Id set to e.ID. A connection that died without nats.go noticing
+// yet holds a JetStream Publish until ctx ends (the Manager bounds it to 5 s).
 func (b *Bus) Publish(ctx context.Context, e servicelive.Event) error {
 	topic := e.Topic()
 	if !servicelive.ValidTopic(topic) {
