@@ -16,11 +16,14 @@ import (
 
 // Outbox is an optional interface of a Store: a durable queue of the events
 // of successful mutations that the Bus has not taken yet. A Manager with a
-// Bus appends each event to it before the mutation returns, publishes it,
-// and deletes it once the Bus has taken it; an event the Bus refused stays
-// and is published again later, by this Manager's relay or, after a
-// restart, by the next Manager on the same Store. So no event of a
-// successful call is lost while the Store survives.
+// Bus publishes each event before the mutation returns; when the Bus
+// refuses it (an error, a panic, the 5 s timeout), the Manager appends it
+// to the Outbox, still before returning. Its relay publishes the Outbox's
+// events again, with backoff, deleting each once the Bus has taken it; after
+// a restart the next Manager on the same Store does. So the event of every
+// call that returned success is delivered at least once while the Store
+// survives (a process killed during the publish itself has not returned).
+// The Outbox costs nothing while the Bus takes every event.
 //
 // FileStore keeps it in files beside its state file and package sqlstore in
 // a table; a Store without one (MemoryStore) gets a queue in the Manager's
@@ -116,38 +119,14 @@ type relay struct {
 
 	sem chan struct{} // held by the round in progress (or Close)
 
-	mu       sync.Mutex
-	timer    *time.Timer // the next round, if scheduled
-	backoff  time.Duration
-	inflight map[string]int // events the Manager is publishing inline now
-	closed   bool
+	mu      sync.Mutex
+	timer   *time.Timer // the next round, if scheduled
+	backoff time.Duration
+	closed  bool
 }
 
 func newRelay(m *Manager, ob Outbox) *relay {
-	return &relay{m: m, ob: ob, sem: make(chan struct{}, 1), inflight: make(map[string]int)}
-}
-
-// begin marks id as being published inline: rounds skip it.
-func (r *relay) begin(id string) {
-	r.mu.Lock()
-	r.inflight[id]++
-	r.mu.Unlock()
-}
-
-// end undoes begin.
-func (r *relay) end(id string) {
-	r.mu.Lock()
-	if r.inflight[id]--; r.inflight[id] <= 0 {
-		delete(r.inflight, id)
-	}
-	r.mu.Unlock()
-}
-
-// busy reports whether id is being published inline.
-func (r *relay) busy(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.inflight[id] > 0
+	return &relay{m: m, ob: ob, sem: make(chan struct{}, 1)}
 }
 
 // failed schedules a round after the current backoff (growing it), unless
@@ -217,15 +196,10 @@ func (r *relay) round(ctx context.Context) (pending bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("read outbox: %w", err)
 	}
-	sent := 0
 	for _, e := range events {
-		if r.busy(e.ID) {
-			continue // the inline publish deletes it or fails and reschedules
-		}
 		if err := r.m.sendEvent(ctx, e); err != nil {
 			return false, fmt.Errorf("publish %s (%s): %w", e.Topic(), e.ID, err)
 		}
-		sent++
 		dctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		err := r.ob.DeleteEvents(dctx, e.ID)
 		cancel()
@@ -233,7 +207,7 @@ func (r *relay) round(ctx context.Context) (pending bool, err error) {
 			return false, fmt.Errorf("delete published event %s from the outbox: %w", e.ID, err)
 		}
 	}
-	return len(events) == relayBatch && sent > 0, nil
+	return len(events) == relayBatch, nil
 }
 
 // close stops the relay after publishing what it can before ctx ends.

@@ -377,9 +377,10 @@ func (m *Manager) checkKey(ctx context.Context, ref Ref, service, key string) er
 	return nil
 }
 
-// publish gives e an ID and a time, keeps it in the outbox, and publishes
-// it on the Bus; the event stays in the outbox, for the relay, when the Bus
-// refuses it. Failures (panics included) are logged, never returned.
+// publish gives e an ID and a time and publishes it on the Bus; when the
+// Bus refuses it (error, panic, timeout), it keeps it in the outbox, for the
+// relay, before returning: the event of a call that returns is either taken
+// by the Bus or kept. Failures are logged, never returned.
 func (m *Manager) publish(ctx context.Context, e Event) {
 	if m.bus == nil {
 		return
@@ -390,32 +391,19 @@ func (m *Manager) publish(ctx context.Context, e Event) {
 	// up meanwhile, but a Bus or Outbox that hangs cannot hold the call for
 	// long.
 	ctx = context.WithoutCancel(ctx)
-	r := m.relay
-	r.begin(e.ID)
-	defer r.end(e.ID)
-	octx, cancel := context.WithTimeout(ctx, publishTimeout)
-	err := r.ob.AppendEvent(octx, e)
-	cancel()
-	kept := err == nil
-	if !kept {
-		m.log.LogAttrs(ctx, slog.LevelError, "servicelive: outbox append failed: the event is published once, never again", slog.String("topic", e.Topic()), slog.String("id", e.ID), slog.Any("error", err))
-	}
-	if err := m.sendEvent(ctx, e); err != nil {
-		m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: publish failed", slog.String("topic", e.Topic()), slog.String("id", e.ID), slog.Bool("kept", kept), slog.Any("error", err))
-		if kept {
-			r.failed()
-		}
+	err := m.sendEvent(ctx, e)
+	if err == nil {
 		return
 	}
-	if kept {
-		dctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		defer cancel()
-		if err := r.ob.DeleteEvents(dctx, e.ID); err != nil {
-			// The relay publishes it again: a duplicate, never a loss.
-			m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: outbox delete failed", slog.String("id", e.ID), slog.Any("error", err))
-			r.failed()
-		}
+	r := m.relay
+	octx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if aerr := r.ob.AppendEvent(octx, e); aerr != nil {
+		m.log.LogAttrs(ctx, slog.LevelError, "servicelive: publish failed and the outbox too: event lost", slog.String("topic", e.Topic()), slog.String("id", e.ID), slog.Any("error", err), slog.Any("outbox_error", aerr))
+		return
 	}
+	m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: publish failed (kept in the outbox)", slog.String("topic", e.Topic()), slog.String("id", e.ID), slog.Any("error", err))
+	r.failed()
 }
 
 // sendEvent runs Bus.Publish bounded by the publish timeout, turning a

@@ -295,7 +295,7 @@ func TestDurable(t *testing.T) {
 		}
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	ch, err := bus.Subscribe(sctx, "decky.web1.>", natsbus.Durable("dash"))
+	ch, err := bus.Subscribe(sctx, "decky.web1.>", natsbus.Durable("dash"), natsbus.AckWait(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,8 +303,9 @@ func TestDurable(t *testing.T) {
 	cancel()
 	for range ch {
 	}
-	// The third is delivered to the next subscriber of the consumer.
-	ch, err = bus.Subscribe(ctx, "decky.web1.>", natsbus.Durable("dash"))
+	// The third is delivered to the next subscriber of the consumer (at
+	// once, or after AckWait if a pull was in flight when ctx ended).
+	ch, err = bus.Subscribe(ctx, "decky.web1.>", natsbus.Durable("dash"), natsbus.AckWait(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

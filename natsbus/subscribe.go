@@ -17,6 +17,7 @@ type SubscribeOption func(*subscribeOptions)
 
 type subscribeOptions struct {
 	durable string
+	ackWait time.Duration
 }
 
 // Durable makes Subscribe read through the durable JetStream consumer
@@ -24,9 +25,18 @@ type subscribeOptions struct {
 // first use): events published while no one listened are delivered, each
 // event is acknowledged once received from the channel, and one not
 // received (the subscription ended first) is delivered again to the next
-// subscriber of that consumer. It needs a Bus made WithJetStream.
+// subscriber of that consumer: at once, or after AckWait when it was in
+// flight. It needs a Bus made WithJetStream.
 func Durable(name string) SubscribeOption {
 	return func(o *subscribeOptions) { o.durable = name }
+}
+
+// AckWait sets the durable consumer's AckWait (see Durable): an event the
+// server sent to a subscription that ended before handing it over (a pull
+// in flight when ctx ended) is delivered again after it. The server's
+// default is 30 s.
+func AckWait(d time.Duration) SubscribeOption {
+	return func(o *subscribeOptions) { o.ackWait = d }
 }
 
 // subscription is one Subscribe in progress.
@@ -82,6 +92,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, opts ...SubscribeOp
 			FilterSubject: pattern,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckWait:       o.ackWait,
 		})
 		if err != nil {
 			cancel()
