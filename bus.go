@@ -1,6 +1,9 @@
 package servicelive
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // EventKind names what happened to a decky.
 type EventKind string
@@ -14,6 +17,14 @@ const (
 
 // Event is published on the Bus after each successful mutation.
 type Event struct {
+	// ID identifies the event: a UUIDv7 (RFC 9562) in its canonical
+	// lowercase text form, unique and ordered by time (the IDs of one
+	// Manager sort in the order of its events). A Bus may deliver an event
+	// more than once (see Outbox): consumers deduplicate by ID.
+	ID string `json:"id,omitempty"`
+	// Time is when the Manager committed the change (UTC).
+	Time time.Time `json:"time,omitzero"`
+
 	Kind     EventKind `json:"kind"`
 	Decky    string    `json:"decky_name"`
 	Service  string    `json:"service_name"`
@@ -33,8 +44,10 @@ type Event struct {
 // decky.web1.service_added. Every token is a valid NATS token.
 func (e Event) Topic() string { return "decky." + e.Decky + "." + string(e.Kind) }
 
-// Bus publishes events. Publishing is best-effort for the Manager: an error
-// is logged and never fails or undoes a mutation.
+// Bus publishes events. A Publish error never fails or undoes a mutation:
+// the Manager keeps the event in its Outbox and publishes it again later
+// (see Manager.Close). A nil error means the Bus has taken the event: the
+// Manager will not publish it again.
 type Bus interface {
 	Publish(ctx context.Context, e Event) error
 }

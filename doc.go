@@ -11,8 +11,8 @@
 //   - a Composer, which applies one compose service to a container engine
 //     (dockercompose.Composer drives the Docker Compose SDK in-process;
 //     servicelivetest.Composer records calls for tests);
-//   - a Bus, which hears of every successful change (LocalBus in-process, or
-//     your own).
+//   - a Bus, which hears of every successful change (LocalBus in-process,
+//     natsbus.Bus on NATS, or your own).
 //
 // Services come from a Registry; their configuration is checked against
 // their Schema by Service.Validate.
@@ -96,7 +96,11 @@
 //   - A crash between any two steps leaves the Store, the file of one decky
 //     and one container disagreeing; Reconcile of the scope rewrites the
 //     files from the Store and converges the engine to it.
-//   - A Bus failure never fails nor undoes a mutation: it is logged.
+//   - A Bus failure never fails nor undoes a mutation: it is logged, and the
+//     event, kept in an Outbox (the Store's when it has one: FileStore,
+//     sqlstore; else in memory) before the call returns, is published again
+//     with backoff until the Bus takes it, after a restart too. Events carry
+//     a unique, time-ordered ID to deduplicate on. Manager.Close flushes.
 //
 // The README's "Failure model" section details every step.
 //

@@ -65,6 +65,9 @@ import (
 //
 // A file that cannot be read or parsed, or has an unknown format version, is
 // an error naming the path, never an empty store, and no write replaces it.
+// FileStore is a servicelive Outbox: the events a Bus has not taken yet are
+// files of the directory "<path>.outbox" (see AppendEvent).
+//
 // A FileStore holds no open file between calls and needs no Close.
 type FileStore struct {
 	path     string

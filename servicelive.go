@@ -45,8 +45,11 @@ type Manager struct {
 	fleetProject string
 
 	locker DeckyLocker // store's cross-process decky locks, if it has them
-	locks  keylock.Map // per decky, in this Manager
-	files  fileWriter  // the scopes' compose files
+	relay  *relay      // redelivers what the Bus refused; nil without a Bus
+
+	redeliveryMin, redeliveryMax time.Duration // see WithRedelivery
+	locks                        keylock.Map   // per decky, in this Manager
+	files                        fileWriter    // the scopes' compose files
 }
 
 // Option configures a Manager.
@@ -69,7 +72,8 @@ func WithFleetProject(name string) Option { return func(m *Manager) { m.fleetPro
 
 // New returns a Manager over store, composer and reg.
 func New(store Store, composer Composer, reg *Registry, opts ...Option) (*Manager, error) {
-	m := &Manager{store: store, composer: composer, reg: reg, fleetProject: DefaultFleetProject}
+	m := &Manager{store: store, composer: composer, reg: reg, fleetProject: DefaultFleetProject,
+		redeliveryMin: defaultRedeliveryMin, redeliveryMax: defaultRedeliveryMax}
 	for _, o := range opts {
 		o(m)
 	}
@@ -88,7 +92,31 @@ func New(store Store, composer Composer, reg *Registry, opts ...Option) (*Manage
 	}
 	m.locker, _ = store.(DeckyLocker)
 	m.files.m = m
+	if m.bus != nil {
+		if ob, ok := store.(Outbox); ok {
+			m.relay = newRelay(m, ob)
+			m.relay.schedule(0) // what an earlier process left behind
+		} else {
+			m.relay = newRelay(m, new(memOutbox))
+		}
+	}
 	return m, nil
+}
+
+// Close publishes the events the Bus has refused so far, until they are all
+// taken or ctx is done, then stops redelivering them; it returns an error
+// when some are left. Those stay in the Store's Outbox, for the next
+// Manager on it to publish; a Store without one (MemoryStore) loses them.
+// Close neither closes the Bus nor stops the calls in progress; the events
+// of later calls are still published once, and kept in the Outbox when the
+// Bus refuses them. A Manager without a Bus has nothing to close. A Manager
+// never closed leaves no goroutine behind while its Bus takes every event;
+// otherwise a timer redelivers them until they are taken.
+func (m *Manager) Close(ctx context.Context) error {
+	if m.relay == nil {
+		return nil
+	}
+	return m.relay.close(ctx)
 }
 
 // AddOption configures one AddService call.
@@ -349,26 +377,47 @@ func (m *Manager) checkKey(ctx context.Context, ref Ref, service, key string) er
 	return nil
 }
 
-// publish sends e on the Bus, best-effort: failures (panics included) are
-// logged, never returned.
+// publish gives e an ID and a time and publishes it on the Bus; when the
+// Bus refuses it (error, panic, timeout), it keeps it in the outbox, for the
+// relay, before returning: the event of a call that returns is either taken
+// by the Bus or kept. Failures are logged, never returned.
 func (m *Manager) publish(ctx context.Context, e Event) {
 	if m.bus == nil {
 		return
 	}
+	e = cloneEvent(e)
+	e.ID, e.Time = NewEventID(), time.Now().UTC()
+	// The change is committed: the event goes out even if the caller gave
+	// up meanwhile, but a Bus or Outbox that hangs cannot hold the call for
+	// long.
+	ctx = context.WithoutCancel(ctx)
+	err := m.sendEvent(ctx, e)
+	if err == nil {
+		return
+	}
+	r := m.relay
+	octx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if aerr := r.ob.AppendEvent(octx, e); aerr != nil {
+		m.log.LogAttrs(ctx, slog.LevelError, "servicelive: publish failed and the outbox too: event lost", slog.String("topic", e.Topic()), slog.String("id", e.ID), slog.Any("error", err), slog.Any("outbox_error", aerr))
+		return
+	}
+	m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: publish failed (kept in the outbox)", slog.String("topic", e.Topic()), slog.String("id", e.ID), slog.Any("error", err))
+	r.failed()
+}
+
+// sendEvent runs Bus.Publish bounded by the publish timeout, turning a
+// panic into an error.
+func (m *Manager) sendEvent(ctx context.Context, e Event) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			m.log.LogAttrs(ctx, slog.LevelError, "servicelive: publish panicked", slog.String("topic", e.Topic()), slog.Any("panic", r))
+			err = fmt.Errorf("publish panicked: %v", r)
 		}
 	}()
-	e.Services = slices.Clone(e.Services)
-	e.ConfigKeys = slices.Clone(e.ConfigKeys)
-	// The change is committed: the event goes out even if the caller gave
-	// up meanwhile, but a Bus that hangs cannot hold the call for long.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	if err := m.bus.Publish(pctx, e); err != nil {
-		m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: publish failed", slog.String("topic", e.Topic()), slog.Any("error", err))
-	}
+	return m.bus.Publish(pctx, cloneEvent(e))
 }
 
 // writeDeckyFile renders d and rewrites its compose file (when a project

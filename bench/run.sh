@@ -250,6 +250,11 @@ EOF
 	fi
 	if [ -f bench/SCALE.md ]; then
 		cat bench/SCALE.md
+		echo
+	fi
+	if [ -f bench/NATS.md ]; then
+		cat bench/NATS.md
+		echo
 	fi
 	cat <<EOF
 ## Reproduce

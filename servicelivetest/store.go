@@ -116,6 +116,10 @@ func storeHandleName(i int) string {
 //   - config values come back with their types: string, int, bool, []string;
 //   - 32 goroutines making 8 Updates each on one decky, each appending a
 //     token to its Services, lose no update;
+//   - when the store is a servicelive.Outbox: appended events come back by
+//     ID, whole, limited, an ID appended twice once; deleted ones are gone
+//     (unknown IDs ignored); with WithReopen, another handle sees them and
+//     each handle gets back the events it was given;
 //   - Get and List running in goroutines while others Update the same decky
 //     and others: every decky read is whole (each Update writes several
 //     fields from one counter, and a reader checks that they agree), no
@@ -208,6 +212,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T, seed map[string][]servi
 		{"TwoHandlesUpdates", storeTestTwoHandlesUpdates},
 		{"TwoHandlesVisible", storeTestTwoHandlesVisible},
 		{"LockDecky", storeTestLockDecky},
+		{"Outbox", storeTestOutbox},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, c) })

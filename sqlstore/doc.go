@@ -25,12 +25,14 @@
 //
 // # Schema
 //
-// Three tables, prefixed so that the database can be shared with others:
+// Four tables, prefixed so that the database can be shared with others:
 //
 //	servicelive_schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)
 //	servicelive_topologies        (id TEXT PRIMARY KEY)            -- '' = the fleet, always there
 //	servicelive_deckies           (topology TEXT REFERENCES servicelive_topologies,
 //	                               name TEXT, doc TEXT, PRIMARY KEY (topology, name))
+//	servicelive_outbox            (id TEXT PRIMARY KEY, doc TEXT,  -- schema version 2: servicelive.Outbox
+//	                               owner TEXT, lease_until BIGINT)
 //
 // A topology exists from the first Put into it and is never removed: it
 // outlives its last decky, as in every servicelive Store. doc is the decky
@@ -40,6 +42,12 @@
 //	{"name":"web1","image":"alpine","services":["ssh"],"config":{"ssh":{"port":{"t":"int","v":22},"users":{"t":"[]string","v":["root"]}}}}
 //
 // so values come back as the string, int, bool or []string they were.
+//
+// The outbox holds the events a Bus has not taken yet (see
+// servicelive.Outbox and Store.PendingEvents), doc each event as JSON; a
+// relay claims rows for its handle (owner, lease_until in Unix
+// milliseconds) so that several processes relaying from one database do
+// not all publish everything.
 //
 // The schema is versioned: the files of migrations/ (embedded in the
 // program, "0001_init.sql", ...) are applied in order by Open, each in a

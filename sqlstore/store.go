@@ -24,9 +24,10 @@ import (
 // A Store is safe for concurrent use. Every Decky goes in and comes out as a
 // deep copy.
 type Store struct {
-	db   *sql.DB
-	d    *dialect
-	desc string // "postgres store" or "sqlite store <file>", for messages
+	db    *sql.DB
+	d     *dialect
+	desc  string // "postgres store" or "sqlite store <file>", for messages
+	owner string // this handle's name in the outbox's claims
 
 	// SQLite only.
 	wsem    chan struct{} // orders this handle's writers before they reach SQLite's write lock
@@ -102,6 +103,7 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 		s.db.Close()
 		return nil, err
 	}
+	s.owner = servicelive.NewEventID()
 	return s, nil
 }
 

@@ -19,8 +19,9 @@
 //
 // By default the state is a MemoryStore seeded with demo deckies and the
 // Composer is a stand-in that only logs what it would do (see composer.go);
-// -state keeps the state in a JSON file instead. With -engine (and
-// optionally -docker-host) a real Docker Engine runs the deckies through
+// -state keeps the state in a JSON file instead. With -nats URL the events
+// are published on NATS (package natsbus; -nats-stream for JetStream). With
+// -engine (and optionally -docker-host) a real Docker Engine runs the deckies through
 // package dockercompose (see engine.go). See newHandler for the routes,
 // bodies and status codes.
 package main
@@ -73,6 +74,7 @@ type options struct {
 	projectDir string
 	fleet      string // the fleet's compose project name
 	engineOptions
+	natsOptions
 }
 
 // usage heads the -help text: the routes (newHandler has the details).
@@ -108,6 +110,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.projectDir, "project-dir", "", "directory where each scope's compose files are written; default: none written")
 	fs.StringVar(&o.fleet, "fleet-project", servicelive.DefaultFleetProject, "compose project name of the fleet (topologies' are derived from it)")
 	o.engineOptions.register(fs)
+	o.natsOptions.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -154,7 +157,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if o.projectDir != "" {
 		mopts = append(mopts, servicelive.WithProjectDir(o.projectDir))
 	}
-	m, err := servicelive.New(store, b.composer, reg, mopts...)
+	busOpts, closeBus, err := o.natsOptions.openBus(log)
+	if err != nil {
+		return err
+	}
+	var m *servicelive.Manager
+	defer func() { err = errors.Join(err, closeBus(m)) }()
+	m, err = servicelive.New(store, b.composer, reg, append(mopts, busOpts...)...)
 	if err != nil {
 		return err
 	}
