@@ -28,6 +28,7 @@ type config struct {
 	wait        bool
 	waitTimeout time.Duration
 	startGrace  time.Duration
+	knownHosts  []string // NewHosts only
 }
 
 func defaultConfig() config {
@@ -151,6 +152,18 @@ func WithStartGrace(d time.Duration) Option {
 			return errors.New("dockercompose: negative start grace")
 		}
 		c.startGrace = d
+		return nil
+	}
+}
+
+// WithKnownHosts names hosts that NewHosts's Hosts lists and clears
+// (Containers, RemoveProject) even when no decky of the project names them
+// and no call has opened them yet: say, the hosts of the whole fleet, so
+// that a Teardown after a restart also finds the containers of a decky that
+// moved off a host. New ignores it.
+func WithKnownHosts(hosts ...string) Option {
+	return func(c *config) error {
+		c.knownHosts = append(c.knownHosts, hosts...)
 		return nil
 	}
 }
