@@ -330,7 +330,7 @@ func CountingClient(host string, n *Counter) (*client.Client, error) {
 type Counter struct {
 	mu     sync.Mutex
 	n      int
-	by     []string                   // method and path of each request
+	by     []string                  // method and path of each request
 	before func(method, path string) // see Before
 }
 
