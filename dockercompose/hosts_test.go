@@ -110,3 +110,24 @@ func TestResolveHost(t *testing.T) {
 		t.Error("an unknown context name resolved")
 	}
 }
+
+// BenchmarkHostsRouting is what Hosts adds to a call before the host's
+// Composer runs it: the service's host, read from the project, and its
+// Composer, looked up (opened by the first iteration).
+func BenchmarkHostsRouting(b *testing.B) {
+	h, err := dockercompose.NewHosts(func(string) ([]dockercompose.Option, error) {
+		return []dockercompose.Option{dockercompose.WithHost("unix:///nonexistent.sock")}, nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	svc := types.ServiceConfig{Name: "d1-ssh", Extensions: types.Extensions{"x-servicelive-host": "site-b"}}
+	p := &types.Project{Name: "slbench", Services: types.Services{"d1-ssh": svc}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := h.Engine(servicelive.ServiceHost(p.Services["d1-ssh"])); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
