@@ -1,8 +1,15 @@
 // Package dockerdtest starts a second Docker Engine for tests that need two
 // real engines (dockercompose.Hosts): a dockerd of its own, with its own
 // socket, data root, exec root, pid file and containerd namespace in a
-// temporary directory, no default bridge and no iptables rules, so that it
-// leaves the main engine alone. The test image is copied into it from the
+// temporary directory, and a network namespace of its own (no default
+// bridge, no iptables rules), so that it leaves the main engine alone.
+//
+// The network namespace is not optional: a dockerd started with `--bridge
+// none` deletes the docker0 interface of its namespace (it "removes the
+// default bridge"), and one restarted on its data root deleted it too,
+// with any --bridge; in the host's namespace that is the main engine's
+// bridge. Its networks' bridges and routes stay in its namespace as well,
+// which goes away with it. Its socket is a file: reachable from the host. The test image is copied into it from the
 // main engine (save there, load here, through the Engine API): nothing is
 // pulled.
 //
@@ -86,6 +93,7 @@ func Start(ctx context.Context, main client.APIClient, images ...string) (*Daemo
 		"--bridge", "none",
 		"--iptables=false",
 		"--ip-masq=false",
+		"--ip-forward=false",
 		"--containerd-namespace", ns,
 		"--containerd-plugins-namespace", ns + "p",
 	}
@@ -123,9 +131,10 @@ func (d *Daemon) Restart(ctx context.Context) error {
 	}
 	cmd := exec.Command(d.args[0], d.args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group (a ^C of the test is not its), and SIGTERM
-	// when the test process dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// Its own network namespace (see the package doc), its own process
+	// group (a ^C of the test is not its), and SIGTERM when the test
+	// process dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("dockerdtest: start dockerd: %w", err)
@@ -187,6 +196,7 @@ func (d *Daemon) Stop() error {
 // Close stops the daemon, unmounts whatever it left mounted under its
 // directory and removes the directory.
 func (d *Daemon) Close() error {
+	d.clear()
 	err := d.Stop()
 	if uerr := unmountUnder(d.Dir); uerr != nil {
 		err = errors.Join(err, uerr)
@@ -195,6 +205,36 @@ func (d *Daemon) Close() error {
 		err = errors.Join(err, rerr)
 	}
 	return err
+}
+
+// clear removes, on a running daemon, every container and every network
+// it created, before it stops.
+func (d *Daemon) clear() {
+	d.mu.Lock()
+	running := d.cmd != nil
+	d.mu.Unlock()
+	if !running {
+		return
+	}
+	c, err := d.Client()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true}); err == nil {
+		for _, ctr := range cs.Items {
+			_, _ = c.ContainerRemove(ctx, ctr.ID, client.ContainerRemoveOptions{Force: true})
+		}
+	}
+	if ns, err := c.NetworkList(ctx, client.NetworkListOptions{}); err == nil {
+		for _, n := range ns.Items {
+			if n.Name != "bridge" && n.Name != "host" && n.Name != "none" {
+				_, _ = c.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
+			}
+		}
+	}
 }
 
 // load copies images from the main engine into the daemon.
