@@ -199,6 +199,10 @@ EOF
 		cat bench/STORES.md
 		echo
 	fi
+	if [ -f bench/HOSTS.md ]; then
+		cat bench/HOSTS.md
+		echo
+	fi
 	cat <<EOF
 ## Reproduce
 
