@@ -109,18 +109,21 @@ func BenchmarkHostsDeploy(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				// Docker 20.10 sometimes still counts an endpoint of a
-				// container just removed when the network goes: try again.
-				for try := 0; ; try++ {
-					err := m.Teardown(ctx, "")
-					if err == nil {
-						break
+				// Docker 20.10 under load sometimes keeps a stale endpoint of
+				// a container just removed, and then refuses to remove the
+				// network for good: once the containers are gone, the next
+				// Deploy reuses the network.
+				if err := m.Teardown(ctx, ""); err != nil {
+					p, perr := m.Project(ctx, "")
+					if perr != nil {
+						b.Fatal(perr)
 					}
-					if try == 3 {
-						b.Fatal(err)
+					if cs, lerr := h.Containers(ctx, p); lerr != nil || len(cs) > 0 {
+						b.Fatalf("teardown: %v; %d containers left (%v)", err, len(cs), lerr)
 					}
-					time.Sleep(time.Second)
+					b.Logf("teardown left the network: %v", err)
 				}
+				time.Sleep(time.Second) // let the engines settle
 				b.StartTimer()
 			}
 		})
