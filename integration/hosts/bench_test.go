@@ -3,6 +3,7 @@ package hosts_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,57 +17,80 @@ import (
 // the second dockerd of dockerdtest, on the same machine). Plain `go test`
 // does not run them:
 //
-//	go test -run='^$' -bench='^BenchmarkHosts' -count=6 -benchtime=20x ./integration/hosts/
-//
-// Each top-level benchmark runs its variants one after the other within
-// each -count round, so the variants interleave.
+//	go test -run='^$' -bench='^BenchmarkHostsAddRemove$' -count=5 -benchtime=40x ./integration/hosts/
+//	go test -run='^$' -bench='^BenchmarkHostsDeploy$' -count=6 -benchtime=2x ./integration/hosts/
 
 // BenchmarkHostsAddRemove: one AddService + RemoveService pair on a
 // deployed decky of the local engine, through a single Composer and through
-// a Hosts routing the decky's host to that same engine. The difference is
-// the routing's cost.
+// a Hosts routing the decky's host to that same engine. Each iteration runs
+// one pair of each, in alternating order, so that both see the same load;
+// it reports the median pair of each (composer-ms, hosts-ms) and the median
+// of the per-iteration differences (diff-ms: the routing's cost plus noise).
 func BenchmarkHostsAddRemove(b *testing.B) {
 	api, image := enginetest.Require(b)
 	socket := api.DaemonHost()
-	for _, variant := range []string{"composer", "hosts"} {
-		b.Run("via="+variant, func(b *testing.B) {
-			var composer sl.Composer
-			host := ""
-			switch variant {
-			case "composer":
-				c, err := dockercompose.New(dockercompose.WithHost(socket))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				composer = c
-			case "hosts":
-				h, err := dockercompose.NewHosts(func(string) ([]dockercompose.Option, error) {
-					return []dockercompose.Option{dockercompose.WithHost(socket)}, nil
-				})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer h.Close()
-				composer, host = h, "site-a"
-			}
-			m, project := benchManager(b, image, composer, []sl.Decky{{Name: "bench1", Image: image, Host: host}})
-			defer removeProject(context.Background(), nil, api, project)
-			ctx := context.Background()
-			if err := m.Deploy(ctx, ""); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for range b.N {
-				if _, err := m.AddService(ctx, sl.FleetDecky("bench1"), "ssh"); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := m.RemoveService(ctx, sl.FleetDecky("bench1"), "ssh"); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	c, err := dockercompose.New(dockercompose.WithHost(socket))
+	if err != nil {
+		b.Fatal(err)
 	}
+	defer c.Close()
+	h, err := dockercompose.NewHosts(func(string) ([]dockercompose.Option, error) {
+		return []dockercompose.Option{dockercompose.WithHost(socket)}, nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	viaComposer, p1 := benchManager(b, image, c, []sl.Decky{{Name: "bench1", Image: image}})
+	defer removeProject(ctx, nil, api, p1)
+	viaHosts, p2 := benchManager(b, image, h, []sl.Decky{{Name: "bench1", Image: image, Host: "site-a"}})
+	defer removeProject(ctx, nil, api, p2)
+	for _, m := range []*sl.Manager{viaComposer, viaHosts} {
+		if err := m.Deploy(ctx, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pair := func(m *sl.Manager) time.Duration {
+		t0 := time.Now()
+		if _, err := m.AddService(ctx, sl.FleetDecky("bench1"), "ssh"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.RemoveService(ctx, sl.FleetDecky("bench1"), "ssh"); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	var tc, th, diff []float64
+	b.ResetTimer()
+	for i := range b.N {
+		var dc, dh time.Duration
+		if i%2 == 0 {
+			dc, dh = pair(viaComposer), pair(viaHosts)
+		} else {
+			dh, dc = pair(viaHosts), pair(viaComposer)
+		}
+		tc = append(tc, ms(dc))
+		th = append(th, ms(dh))
+		diff = append(diff, ms(dh)-ms(dc))
+	}
+	b.ReportMetric(median(tc), "composer-ms")
+	b.ReportMetric(median(th), "hosts-ms")
+	b.ReportMetric(median(diff), "diff-ms")
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // BenchmarkHostsDeploy: Deploy of 40 deckies (a base each) on one engine,
