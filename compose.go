@@ -47,6 +47,7 @@ type Container struct {
 	Decky    string // LabelDecky
 	State    string // the engine's state: "running", "exited", "paused", "created", "restarting", "dead"
 	Diverged bool   // its configuration differs from the project's rendering of its service, or it runs in a stale namespace of its base
+	Host     string // the host it was found on ("" = the default engine), set by composers that route by host
 }
 
 // ContainerLister is implemented by composers that can list the containers

@@ -29,9 +29,18 @@ func (m *Manager) Deploy(ctx context.Context, topology string) error {
 		mu   sync.Mutex
 		errs []error
 	)
-	g.SetLimit(deployParallel)
+	// deployParallel deckies at a time per host (one host without host
+	// routing): a slow or unreachable host holds up only its own deckies.
+	slots := map[string]chan struct{}{}
 	for _, d := range deckies {
+		h := m.hostOf(d)
+		if slots[h] == nil {
+			slots[h] = make(chan struct{}, deployParallel)
+		}
+		slot := slots[h]
 		g.Go(func() error {
+			slot <- struct{}{}
+			defer func() { <-slot }()
 			if err := m.deployDecky(ctx, topology, d); err != nil {
 				mu.Lock()
 				errs = append(errs, err)

@@ -10,7 +10,9 @@
 //     PostgreSQL, or your own, checked by servicelivetest.TestStore);
 //   - a Composer, which applies one compose service to a container engine
 //     (dockercompose.Composer drives the Docker Compose SDK in-process;
-//     servicelivetest.Composer records calls for tests);
+//     dockercompose.Hosts runs each decky on the engine its Decky.Host
+//     names, see HostRouter; servicelivetest.Composer records calls for
+//     tests);
 //   - a Bus, which hears of every successful change (LocalBus in-process,
 //     natsbus.Bus on NATS, or your own).
 //

@@ -137,6 +137,8 @@ func (m *Manager) addDecky(p *types.Project, topology string, d Decky, mode rend
 		}
 	}
 	m.identify(&base, topology, d.Name, "")
+	host := m.hostOf(d)
+	m.place(&base, host)
 	hardenBase(&base)
 	p.Services[d.Name] = base
 
@@ -149,6 +151,7 @@ func (m *Manager) addDecky(p *types.Project, topology string, d Decky, mode rend
 		if err != nil {
 			return err
 		}
+		m.place(&s, host)
 		p.Services[key] = s
 	}
 	return nil

@@ -22,7 +22,14 @@ import (
 // Layout of a scope's compose files under the project directory:
 //
 //	<dir>/<project>/compose.yaml          names the project, includes every decky's file
+//	<dir>/<project>/compose.<host>.yaml   the same for the deckies of one host (see below)
 //	<dir>/<project>/deckies/<decky>.yaml  one decky: its base and its services
+//
+// With a Composer that routes by host (HostRouter), compose.yaml includes
+// the deckies of host "" (the default engine) only, and each other host
+// that runs deckies of the scope has its own top file (see hostFileName):
+// `docker -H <host> compose -f compose.<host>.yaml up -d` reproduces that
+// host's part.
 //
 // A mutation rewrites only its decky's file, so its cost does not grow with
 // the scope; compose.yaml changes only when the scope's set of deckies does.
@@ -71,7 +78,7 @@ type fileWriter struct {
 // scopeFiles tracks which deckies a scope's compose.yaml includes.
 type scopeFiles struct {
 	mu       sync.Mutex
-	included map[string]bool // nil until compose.yaml was written by us
+	included map[string]string // decky → the top file including it; nil until written by us
 }
 
 func (w *fileWriter) scope(project string) *scopeFiles {
@@ -108,9 +115,9 @@ func (w *fileWriter) writeDecky(ctx context.Context, topology string, p *types.P
 	}
 	s := w.scope(p.Name)
 	s.mu.Lock()
-	included := s.included[d.Name]
+	file, included := s.included[d.Name]
 	s.mu.Unlock()
-	if included {
+	if included && file == hostFileName(w.m.hostOf(d)) {
 		return nil
 	}
 	return w.writeTop(ctx, topology, p.Name)
@@ -130,10 +137,11 @@ func (w *fileWriter) writeTop(ctx context.Context, topology, project string) err
 		return err
 	}
 	dir := filepath.Join(w.m.projectDir, project)
-	names := make([]string, 0, len(deckies))
+	byFile := map[string][]string{topFileName: {}} // compose.yaml always exists
 	for _, d := range deckies {
 		if _, err := os.Stat(deckyFilePath(dir, d.Name)); err == nil {
-			names = append(names, d.Name)
+			f := hostFileName(w.m.hostOf(d))
+			byFile[f] = append(byFile[f], d.Name)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -141,7 +149,7 @@ func (w *fileWriter) writeTop(ctx context.Context, topology, project string) err
 	s := w.scope(project)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.writeTop(dir, project, names)
+	return s.writeTop(dir, project, byFile)
 }
 
 // sweep removes the files of deckies that left the scope (each checked
@@ -200,8 +208,40 @@ func deckyFilePath(dir, decky string) string {
 	return filepath.Join(dir, deckyDirName, decky+".yaml")
 }
 
-// writeTop writes compose.yaml including the given deckies' files.
-func (s *scopeFiles) writeTop(dir, project string, deckies []string) error {
+// writeTop writes, for each host's file of byFile (compose.yaml for host
+// "", see hostFileName), the file including the given deckies' files, and
+// removes the files of hosts that no longer run a decky of the scope.
+func (s *scopeFiles) writeTop(dir, project string, byFile map[string][]string) error {
+	if err := mkdirPrivate(dir); err != nil {
+		return err
+	}
+	included := map[string]string{}
+	for file, deckies := range byFile {
+		if err := writeTopFile(dir, file, project, deckies); err != nil {
+			return err
+		}
+		for _, d := range deckies {
+			included[d] = file
+		}
+	}
+	stale, err := filepath.Glob(filepath.Join(dir, "compose.*.yaml"))
+	if err != nil {
+		return err
+	}
+	for _, f := range stale {
+		if _, ok := byFile[filepath.Base(f)]; !ok {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	s.included = included
+	return nil
+}
+
+// writeTopFile writes one top file (compose.yaml, or a host's) of the
+// scope: the project's name and the deckies' files it includes.
+func writeTopFile(dir, file, project string, deckies []string) error {
 	slices.Sort(deckies)
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by servicelive from its store; do not edit.\nname: %s\n", project)
@@ -214,17 +254,7 @@ func (s *scopeFiles) writeTop(dir, project string, deckies []string) error {
 		// Names are validated ([a-z0-9-]): safe as plain YAML scalars and paths.
 		fmt.Fprintf(&b, "  - path: %s/%s.yaml\n    project_directory: .\n", deckyDirName, d)
 	}
-	if err := mkdirPrivate(dir); err != nil {
-		return err
-	}
-	if err := atomicfile.Replace(filepath.Join(dir, topFileName), []byte(b.String()), filePerm); err != nil {
-		return err
-	}
-	s.included = make(map[string]bool, len(deckies))
-	for _, d := range deckies {
-		s.included[d] = true
-	}
-	return nil
+	return atomicfile.Replace(filepath.Join(dir, file), []byte(b.String()), filePerm)
 }
 
 // deckyFile is the content of one decky's compose file.

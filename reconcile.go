@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"golang.org/x/sync/errgroup"
 )
 
 // Action is what Reconcile did to one container.
@@ -27,6 +30,7 @@ type ContainerReport struct {
 	Service string // compose service key
 	Decky   string
 	Found   string // the engine's state before ("" = missing), plus " (diverged)" when it was
+	Host    string // the host acted on ("" = the default engine; hosts joined by "," for a stray found on several)
 	Action  Action
 	Err     error // the action's failure, if any
 }
@@ -84,7 +88,10 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 		defer recoverInto(&err, "composer containers")
 		return lister.Containers(ctx, p)
 	}()
-	if err != nil {
+	// With a Composer that routes by host, hosts that could not be listed
+	// fail only their own deckies: the others are reconciled.
+	down, partial := failedHosts(err)
+	if err != nil && (!partial || !m.routesHosts()) {
 		return Report{}, &Error{Op: "reconcile", Ref: Ref{Topology: topology}, Err: err, Stage: StageEngine}
 	}
 	byKey := make(map[string][]Container, len(found))
@@ -97,24 +104,51 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 	}
 
 	rep := Report{Project: p.Name}
+	var (
+		mu   sync.Mutex
+		errs []error
+		g    errgroup.Group
+	)
+	run := func(decky string, keys []string) bool {
+		r, err := m.reconcileDecky(ctx, topology, decky, byKey, keys, down)
+		mu.Lock()
+		defer mu.Unlock()
+		rep.Containers = append(rep.Containers, r...)
+		if err != nil {
+			errs = append(errs, err)
+			return false
+		}
+		return true
+	}
+	// One goroutine per host (hosts in parallel, the deckies of one host
+	// one after the other); a single one without host routing.
+	byHost := map[string][]Decky{}
 	seen := make(map[string]bool, len(deckies))
 	for _, d := range deckies {
 		seen[d.Name] = true
-		r, err := m.reconcileDecky(ctx, topology, d.Name, byKey, byDecky[d.Name])
-		rep.Containers = append(rep.Containers, r...)
-		if err != nil {
-			return rep, err
-		}
+		byHost[m.hostOf(d)] = append(byHost[m.hostOf(d)], d)
+	}
+	for _, ds := range byHost {
+		g.Go(func() error {
+			for _, d := range ds {
+				if !run(d.Name, byDecky[d.Name]) {
+					break
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if len(errs) > 0 {
+		return rep, errors.Join(errs...)
 	}
 	// Containers of deckies that are not in the Store.
 	for decky, keys := range byDecky {
 		if seen[decky] {
 			continue
 		}
-		r, err := m.reconcileDecky(ctx, topology, decky, byKey, keys)
-		rep.Containers = append(rep.Containers, r...)
-		if err != nil {
-			return rep, err
+		if !run(decky, keys) {
+			return rep, errors.Join(errs...)
 		}
 	}
 	slices.SortFunc(rep.Containers, func(a, b ContainerReport) int { return cmp.Compare(a.Service, b.Service) })
@@ -133,7 +167,13 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 // then decky a-b adding c, both key a-b-c). So a key to remove as a stray
 // is removed under the locks of every decky that could make it, and only if
 // none of them has it now.
-func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, byKey map[string][]Container, keys []string) ([]ContainerReport, error) {
+//
+// down holds the hosts that could not be listed: a decky on one of them is
+// reported failed and left alone. With a Composer that routes by host, a
+// container found on another host than its decky's is misplaced (the decky
+// moved): once the decky converged on its host, it is removed from the
+// host it was found on.
+func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, byKey map[string][]Container, keys []string, down map[string]error) ([]ContainerReport, error) {
 	ref := Ref{Topology: topology, Decky: decky}
 	unlock, d, err := m.lockAndGet(ctx, ref, nil)
 	if err != nil {
@@ -159,12 +199,38 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 		}
 	}
 	var out []ContainerReport
-	if p != nil {
-		baseRepaired := false
+	host := m.hostOf(d)
+	if p != nil && down[host] != nil {
 		for _, key := range d.ComposeKeys() {
-			r := m.converge(ctx, p, key, decky, byKey[key], baseRepaired)
+			out = append(out, ContainerReport{Service: key, Decky: decky, Host: host, Action: ActionNone,
+				Err: &Error{Op: "reconcile", Ref: ref, Err: down[host], Msg: "list " + key, Stage: StageEngine}})
+		}
+	} else if p != nil {
+		baseRepaired, failed := false, false
+		var misplaced []Container // on another host: removed once d converged on its own
+		for _, key := range d.ComposeKeys() {
+			var here []Container
+			for _, c := range byKey[key] {
+				if c.Host == host {
+					here = append(here, c)
+				} else {
+					misplaced = append(misplaced, c)
+				}
+			}
+			r := m.converge(ctx, p, key, decky, here, baseRepaired)
 			if key == d.Name && r.Action != ActionNone {
 				baseRepaired = true
+			}
+			failed = failed || r.Err != nil
+			out = append(out, r)
+		}
+		// Services before their base, as Teardown does.
+		for _, c := range slices.Backward(misplaced) {
+			r := ContainerReport{Service: c.Service, Decky: decky, Host: c.Host, Found: describe([]Container{c}), Action: ActionRemoved}
+			if failed {
+				r.Action = ActionNone // kept until the decky runs on its new host
+			} else if err := m.removeFrom(ctx, topology, c.Host, c.Service); err != nil {
+				r.Err = &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "remove " + c.Service + " from its former host", Stage: StageEngine}
 			}
 			out = append(out, r)
 		}
@@ -185,13 +251,12 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 		case owner != "":
 			continue // made since by another decky: its own pass converges it
 		}
-		stray := m.newProject(topology, 1)
-		svc := types.ServiceConfig{Name: key}
-		svc.CustomLabels = types.Labels{composeProjectLabel: stray.Name, composeServiceLabel: key, composeOneoffLabel: "False"}
-		stray.Services[key] = svc
-		if err := m.engineDown(ctx, stray, key); err != nil {
-			r.Err = &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "remove " + key, Stage: StageEngine}
+		for _, h := range foundHosts(byKey[key]) {
+			if err := m.removeFrom(ctx, topology, h, key); err != nil {
+				r.Err = errors.Join(r.Err, &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "remove " + key, Stage: StageEngine})
+			}
 		}
+		r.Host = strings.Join(foundHosts(byKey[key]), ",")
 		out = append(out, r)
 	}
 	return out, ctx.Err()
@@ -224,6 +289,28 @@ func (m *Manager) lockAndGet(ctx context.Context, ref Ref, extra []Ref) (func(),
 		return nil, Decky{}, &Error{Op: "reconcile", Ref: ref, Err: err, Stage: StageStore}
 	}
 	return unlock, d, nil
+}
+
+// removeFrom removes the containers of compose service key of the scope
+// from host, whatever the Store says of it.
+func (m *Manager) removeFrom(ctx context.Context, topology, host, key string) error {
+	stray := m.newProject(topology, 1)
+	svc := types.ServiceConfig{Name: key}
+	svc.CustomLabels = types.Labels{composeProjectLabel: stray.Name, composeServiceLabel: key, composeOneoffLabel: "False"}
+	stray.Services[key] = withHost(svc, host)
+	return m.engineDown(ctx, stray, key)
+}
+
+// foundHosts returns the hosts cs were found on, sorted, each once.
+func foundHosts(cs []Container) []string {
+	var hosts []string
+	for _, c := range cs {
+		if !slices.Contains(hosts, c.Host) {
+			hosts = append(hosts, c.Host)
+		}
+	}
+	slices.Sort(hosts)
+	return hosts
 }
 
 // strayKeys returns the keys found for decky d that it does not want.
@@ -275,7 +362,7 @@ func (m *Manager) keyOwner(ctx context.Context, ref Ref, key string) (string, er
 
 // converge brings one wanted compose service to running as rendered.
 func (m *Manager) converge(ctx context.Context, p *types.Project, key, decky string, found []Container, force bool) ContainerReport {
-	r := ContainerReport{Service: key, Decky: decky, Found: describe(found)}
+	r := ContainerReport{Service: key, Decky: decky, Found: describe(found), Host: ServiceHost(p.Services[key])}
 	var c *Container
 	if len(found) > 0 {
 		c = &found[0]

@@ -256,6 +256,10 @@ EOF
 		cat bench/NATS.md
 		echo
 	fi
+	if [ -f bench/HOSTS.md ]; then
+		cat bench/HOSTS.md
+		echo
+	fi
 	cat <<EOF
 ## Reproduce
 

@@ -59,14 +59,27 @@ var (
 // unknown context or a malformed host is an error.
 func New(opts ...Option) (*Composer, error) {
 	cfg := defaultConfig()
+	if err := cfg.apply(opts); err != nil {
+		return nil, err
+	}
+	return newComposer(cfg)
+}
+
+// apply applies opts to cfg.
+func (cfg *config) apply(opts []Option) error {
 	for _, o := range opts {
 		if o == nil {
 			continue
 		}
-		if err := o(&cfg); err != nil {
-			return nil, err
+		if err := o(cfg); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// newComposer is New once the options are applied.
+func newComposer(cfg config) (*Composer, error) {
 	if cfg.host != "" && cfg.contextName != "" {
 		return nil, errors.New("dockercompose: WithHost and WithContext exclude each other")
 	}

@@ -9,6 +9,13 @@
 //	err = c.Up(ctx, project, "web1-ssh")   // up -d --no-deps --build web1-ssh
 //	err = c.Down(ctx, project, "web1-ssh") // stop web1-ssh + rm -f web1-ssh
 //
+// # Many engines
+//
+// NewHosts returns a Hosts: a Composer that runs each decky on the engine
+// its Decky.Host names, through one Composer per host opened on first use
+// (see Hosts and ResolveHost). Every failure of a host is a
+// *servicelive.HostError naming it.
+//
 // # How an Up runs
 //
 // The project is narrowed to the one service (its dependencies disabled,

@@ -28,7 +28,8 @@ type config struct {
 	wait        bool
 	waitTimeout time.Duration
 	startGrace  time.Duration
-	builder     int // builderAuto, builderBuildKit or builderClassic
+	builder     int      // builderAuto, builderBuildKit or builderClassic
+	knownHosts  []string // NewHosts only
 }
 
 func defaultConfig() config {
@@ -170,6 +171,18 @@ func WithBuildKit(enabled bool) Option {
 		if enabled {
 			c.builder = builderBuildKit
 		}
+		return nil
+	}
+}
+
+// WithKnownHosts names hosts that NewHosts's Hosts lists and clears
+// (Containers, RemoveProject) even when no decky of the project names them
+// and no call has opened them yet: say, the hosts of the whole fleet, so
+// that a Teardown after a restart also finds the containers of a decky that
+// moved off a host. New ignores it.
+func WithKnownHosts(hosts ...string) Option {
+	return func(c *config) error {
+		c.knownHosts = append(c.knownHosts, hosts...)
 		return nil
 	}
 }

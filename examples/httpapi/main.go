@@ -111,7 +111,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.fleet, "fleet-project", servicelive.DefaultFleetProject, "compose project name of the fleet (topologies' are derived from it)")
 	o.engineOptions.register(fs)
 	o.natsOptions.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(engineArgs(args)); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {

@@ -713,6 +713,14 @@ func TestParseFlags(t *testing.T) {
 	assert.Equal(t, options{addr: ":9", token: "from-flag", state: "s.json", projectDir: "p", fleet: "demo",
 		engineOptions: engineOptions{engine: true, dockerHost: "tcp://10.0.0.2:2376"}}, o)
 
+	o, err = parseFlags([]string{"-engine", "b=ssh://ops@10.0.0.3", "-engine=c=unix:///run/c.sock", "-addr", ":9"}, env(map[string]string{tokenEnv: "x"}), &stderr)
+	require.NoError(t, err)
+	assert.Equal(t, engineOptions{engine: true, engines: []namedEngine{{"b", "ssh://ops@10.0.0.3"}, {"c", "unix:///run/c.sock"}}}, o.engineOptions)
+	_, err = parseFlags([]string{"-engine", "b=x", "-engine", "b=y"}, env(map[string]string{tokenEnv: "x"}), &stderr)
+	assert.ErrorContains(t, err, "twice")
+	_, err = parseFlags([]string{"-engine=b"}, env(map[string]string{tokenEnv: "x"}), &stderr)
+	assert.ErrorContains(t, err, "name=url")
+
 	_, err = parseFlags([]string{"-docker-host", "unix:///x.sock"}, env(map[string]string{tokenEnv: "x"}), &stderr)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "-docker-host needs -engine")
