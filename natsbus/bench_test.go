@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/decnet/servicelive"
+	"github.com/decnet/servicelive/internal/natstest"
 	"github.com/decnet/servicelive/natsbus"
 	"github.com/nats-io/nats.go"
 
@@ -19,8 +20,8 @@ import (
 func BenchmarkPublish(b *testing.B) {
 	for _, mode := range modes {
 		b.Run("mode="+mode.name, func(b *testing.B) {
-			br := startBroker(b)
-			nc := connect(b, br.url())
+			br := natstest.Start(b)
+			nc := connect(b, br.URL())
 			bus := newBus(b, nc, mode.stream)
 			e := servicelive.Event{Kind: servicelive.ServiceAdded, Decky: "web1", Service: "ssh", Services: []string{"http", "ssh"}, ConfigKeys: []string{"banner"}, Applied: true, Time: time.Now().UTC()}
 			ids := make([]string, b.N)
@@ -64,8 +65,8 @@ func BenchmarkAddService(b *testing.B) {
 				b.Cleanup(func() { lb.Close() })
 				opts = append(opts, servicelive.WithBus(lb))
 			case "core", "jetstream", "down":
-				br := startBroker(b)
-				nc := connect(b, br.url())
+				br := natstest.Start(b)
+				nc := connect(b, br.URL())
 				stream := ""
 				if bus == "jetstream" || bus == "down" {
 					stream = "DECKY"
@@ -73,7 +74,7 @@ func BenchmarkAddService(b *testing.B) {
 				// Close does not wait long for a server that is gone.
 				opts = append(opts, servicelive.WithBus(newBus(b, nc, stream, natsbus.WithFlushTimeout(100*time.Millisecond))))
 				if bus == "down" {
-					br.stop()
+					br.Stop()
 					waitStatus(b, nc, nats.CONNECTED)
 				}
 			}

@@ -3,12 +3,10 @@ package natsbus_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/decnet/servicelive"
@@ -17,54 +15,6 @@ import (
 	"github.com/decnet/servicelive/servicelivetest"
 	"github.com/decnet/servicelive/sqlstore"
 )
-
-// broker is an in-process NATS server with JetStream, its store in a
-// directory of the test, that can be stopped and started again on the same
-// port and store.
-type broker struct {
-	t    testing.TB
-	dir  string
-	port int
-	srv  *server.Server
-}
-
-// startBroker starts a broker, stopped when t ends.
-func startBroker(t testing.TB) *broker {
-	t.Helper()
-	b := &broker{t: t, dir: t.TempDir(), port: -1}
-	b.start()
-	b.port = b.srv.Addr().(*net.TCPAddr).Port
-	t.Cleanup(b.stop)
-	return b
-}
-
-// start starts the server (again).
-func (b *broker) start() {
-	b.t.Helper()
-	opts := &server.Options{
-		Host: "127.0.0.1", Port: b.port, JetStream: true, StoreDir: b.dir,
-		NoLog: true, NoSigs: true, MaxPayload: 1 << 20,
-	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		b.t.Fatalf("nats server: %v", err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		b.t.Fatal("nats server not ready after 10 s")
-	}
-	b.srv = srv
-}
-
-// stop shuts the server down (a no-op when it is down).
-func (b *broker) stop() {
-	if b.srv == nil {
-		return
-	}
-	b.srv.Shutdown()
-	b.srv.WaitForShutdown()
-	b.srv = nil
-}
 
 // waitStatus waits until nc's status is not st.
 func waitStatus(t testing.TB, nc *nats.Conn, st nats.Status) {
@@ -77,9 +27,6 @@ func waitStatus(t testing.TB, nc *nats.Conn, st nats.Status) {
 		time.Sleep(time.Millisecond)
 	}
 }
-
-// url returns the server's client URL (valid while it is down too).
-func (b *broker) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", b.port) }
 
 // connect returns a connection to url that reconnects for ever, every
 // 20 ms, closed when t ends. The server may be down.

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/decnet/servicelive"
+	"github.com/decnet/servicelive/internal/natstest"
 	"github.com/decnet/servicelive/natsbus"
 )
 
@@ -29,10 +30,10 @@ var modes = []struct{ name, stream string }{{"core", ""}, {"jetstream", "DECKY"}
 // TestRoundTrip runs every kind of mutation through a Manager on natsbus
 // and checks that a subscriber gets each event whole.
 func TestRoundTrip(t *testing.T) {
-	br := startBroker(t)
+	br := natstest.Start(t)
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
-			nc := connect(t, br.url())
+			nc := connect(t, br.URL())
 			bus := newBus(t, nc, mode.stream)
 			store := servicelive.NewMemoryStore(map[string][]servicelive.Decky{
 				"":    {{Name: "web1", Image: "decnet/base", Services: []string{"http"}}},
@@ -87,10 +88,10 @@ func TestRoundTrip(t *testing.T) {
 // TestWildcards checks that subscriptions get exactly the events whose
 // topics their patterns match, as servicelive.Match says.
 func TestWildcards(t *testing.T) {
-	br := startBroker(t)
+	br := natstest.Start(t)
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
-			nc := connect(t, br.url())
+			nc := connect(t, br.URL())
 			bus := newBus(t, nc, mode.stream)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -209,8 +210,8 @@ func TestPayloadGolden(t *testing.T) {
 // TestStreamMismatch checks that New never alters an existing stream that
 // does not capture the events' subjects.
 func TestStreamMismatch(t *testing.T) {
-	br := startBroker(t)
-	nc := connect(t, br.url())
+	br := natstest.Start(t)
+	nc := connect(t, br.URL())
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -239,14 +240,14 @@ func TestStreamMismatch(t *testing.T) {
 // TestPublishFailsFastWhenDown checks that Publish does not wait (nor
 // buffer) while the connection is down, in both modes.
 func TestPublishFailsFastWhenDown(t *testing.T) {
-	br := startBroker(t)
+	br := natstest.Start(t)
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
-			nc := connect(t, br.url())
+			nc := connect(t, br.URL())
 			bus := newBus(t, nc, mode.stream, natsbus.WithFlushTimeout(100*time.Millisecond))
 			e := servicelive.Event{ID: servicelive.NewEventID(), Kind: servicelive.ServiceAdded, Decky: "web1", Service: "ssh"}
-			br.stop()
-			defer br.start()
+			br.Stop()
+			defer br.Restart()
 			waitStatus(t, nc, nats.CONNECTED)
 			start := time.Now()
 			err := bus.Publish(context.Background(), e)
@@ -273,8 +274,8 @@ func TestPublishFailsFastWhenDown(t *testing.T) {
 // TestDurable checks that a durable consumer gets the events published
 // while no one listened, and resumes after the last one received.
 func TestDurable(t *testing.T) {
-	br := startBroker(t)
-	nc := connect(t, br.url())
+	br := natstest.Start(t)
+	nc := connect(t, br.URL())
 	bus := newBus(t, nc, "DECKY")
 	ctx := context.Background()
 	var events []servicelive.Event

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/decnet/servicelive"
+	"github.com/decnet/servicelive/internal/natstest"
 	"github.com/decnet/servicelive/natsbus"
 	"github.com/decnet/servicelive/servicelivetest"
 	"github.com/decnet/servicelive/sqlstore"
@@ -97,8 +98,8 @@ func TestBrokerDownDuringMutations(t *testing.T) {
 	const n = 1000
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			br := startBroker(t)
-			nc := connect(t, br.url())
+			br := natstest.Start(t)
+			nc := connect(t, br.URL())
 			bus := newBus(t, nc, "DECKY")
 			s := b.open(t, b.fresh(t))
 			seed(t, s, 10)
@@ -110,14 +111,14 @@ func TestBrokerDownDuringMutations(t *testing.T) {
 			for i := range n {
 				switch i {
 				case n / 5:
-					br.stop()
+					br.Stop()
 					downAt = time.Now()
 				case n * 7 / 10:
 					downFor = time.Since(downAt)
 					if left := len(pending(t, s)); left < n/2 {
 						t.Fatalf("%d events in the outbox while the server is down, want the %d of the mutations since", left, n/2)
 					}
-					br.start()
+					br.Restart()
 				}
 				if err := mutate(ctx, m, i); err != nil {
 					t.Fatalf("mutation %d: %v", i, err)
@@ -219,8 +220,8 @@ func TestKilledWithPendingEvents(t *testing.T) {
 	const n = 20
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			br := startBroker(t)
-			br.stop() // the helper runs with the server down
+			br := natstest.Start(t)
+			br.Stop() // the helper runs with the server down
 			dsn := b.fresh(t)
 			s := b.open(t, dsn)
 			seed(t, s, 10)
@@ -228,7 +229,7 @@ func TestKilledWithPendingEvents(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), helperEnv+"="+b.name, helperDSNEnv+"="+dsn, helperURLEnv+"="+br.url(), helperNEnv+"="+strconv.Itoa(n))
+			cmd.Env = append(os.Environ(), helperEnv+"="+b.name, helperDSNEnv+"="+dsn, helperURLEnv+"="+br.URL(), helperNEnv+"="+strconv.Itoa(n))
 			out, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -254,8 +255,8 @@ func TestKilledWithPendingEvents(t *testing.T) {
 				t.Fatalf("%d events in the outbox after the kill, want %d", len(left), n)
 			}
 
-			br.start()
-			nc := connect(t, br.url())
+			br.Restart()
+			nc := connect(t, br.URL())
 			bus := newBus(t, nc, "DECKY")
 			ch, err := bus.Subscribe(ctx, "decky.>", natsbus.Durable("all"))
 			if err != nil {
@@ -273,13 +274,13 @@ func TestKilledWithPendingEvents(t *testing.T) {
 // TestCloseBrokerNeverBack checks that Manager.Close returns by its
 // deadline when the server never comes back, the event kept in the outbox.
 func TestCloseBrokerNeverBack(t *testing.T) {
-	br := startBroker(t)
-	nc := connect(t, br.url())
+	br := natstest.Start(t)
+	nc := connect(t, br.URL())
 	bus := newBus(t, nc, "DECKY", natsbus.WithFlushTimeout(200*time.Millisecond))
 	s := backends[0].open(t, filepath.Join(t.TempDir(), "state.json"))
 	seed(t, s, 1)
 	m := newManager(t, s, bus)
-	br.stop()
+	br.Stop()
 	if _, err := m.AddService(context.Background(), servicelive.FleetDecky("web0"), "ssh"); err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/decnet/servicelive"
+	"github.com/decnet/servicelive/internal/natstest"
 	"github.com/decnet/servicelive/natsbus"
 )
 
@@ -36,16 +36,8 @@ func (s *syncBuffer) String() string {
 // TestWatch runs watch against an in-process server and checks that it
 // prints the events of its pattern, and only those.
 func TestWatch(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	defer srv.Shutdown()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	nc, err := nats.Connect(srv.ClientURL())
+	broker := natstest.Start(t)
+	nc, err := nats.Connect(broker.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +51,7 @@ func TestWatch(t *testing.T) {
 	var out, errs syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-nats", srv.ClientURL(), "-stream", "DECKY", "-durable", "watch", "decky.*.service_removed"}, &out, &errs)
+		done <- run(ctx, []string{"-nats", broker.URL(), "-stream", "DECKY", "-durable", "watch", "decky.*.service_removed"}, &out, &errs)
 	}()
 	at := time.Date(2026, 11, 30, 6, 45, 0, 123e6, time.UTC)
 	for _, e := range []servicelive.Event{
