@@ -6,10 +6,10 @@
 #
 # Needs a Docker Engine (DOCKER_HOST or the local socket), the docker CLI
 # (for the engine's version only), a Go toolchain and the Go module proxy.
-# It builds the compose v2 CLI (github.com/docker/compose/v2 v2.40.3, what
-# the seed runs) from the module proxy into a temporary directory, which is
-# removed at the end: the binary is never committed. SERVICELIVE_BENCH_COMPOSE
-# set to an existing docker-compose v2 binary skips that build.
+# It runs the compose v2 CLI (github.com/docker/compose/v2 v2.40.3, what the
+# seed runs) that .ci/compose-cli builds from the module proxy once into a
+# cache directory: the binary is never committed. SERVICELIVE_BENCH_COMPOSE
+# set to an existing docker-compose v2 binary skips it.
 #
 # Knobs (environment): SERVICELIVE_BENCH_ROUNDS (paired rounds, default 100),
 # SERVICELIVE_BENCH_CONC_ROUNDS (default 10), SERVICELIVE_BENCH_CONC_N
@@ -58,35 +58,17 @@ step() { printf '== %s\n' "$*" >&2; }
 
 docker version --format '{{.Server.Version}}' >/dev/null || { echo "docker engine unreachable" >&2; exit 1; }
 
-# The compose v2 CLI. `go install module/cmd@version` is tried first, as the
-# issue asks; v2.40.3's go.mod has exclude directives, which go install
-# refuses for a module outside the main module, so the fallback builds the
-# same module version, downloaded from the proxy, in its own module (its own
-# go.mod and go.sum: compose-go v2.9 and the rest of its pinned graph).
+# The compose v2 CLI, built once by .ci/compose-cli (the interop tests run
+# the same binary).
 compose_build_note=""
 compose=${SERVICELIVE_BENCH_COMPOSE:-}
 if [ "$mode" = scale ]; then
 	compose=none
 	compose_build_note="not used"
 elif [ -z "$compose" ]; then
-	step "building the compose v2 CLI $compose_version from the Go module proxy"
-	mkdir -p "$tmp/bin"
-	if (cd "$tmp" && GOBIN="$tmp/bin" GOFLAGS=-mod=mod go install "$compose_module/cmd@$compose_version") 2>"$tmp/install.err"; then
-		compose=$tmp/bin/cmd
-		compose_build_note="\`GOBIN=<tmp> go install $compose_module/cmd@$compose_version\`"
-	else
-		reason=$(grep -v '^go: downloading' "$tmp/install.err" | tr '\n' ' ' | sed 's/[[:space:]]\+/ /g')
-		echo "go install failed: $reason" >&2
-		src=$(cd "$tmp" && go mod download -json "$compose_module@$compose_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-		[ -n "$src" ] || { echo "cannot download $compose_module@$compose_version" >&2; exit 1; }
-		cp -r "$src" "$tmp/src"
-		chmod -R u+w "$tmp/src"
-		(cd "$tmp/src" && GOFLAGS=-mod=mod go build -trimpath \
-			-ldflags "-s -w -X $compose_module/internal.Version=$compose_version" \
-			-o "$tmp/bin/docker-compose" ./cmd)
-		compose=$tmp/bin/docker-compose
-		compose_build_note="\`go install $compose_module/cmd@$compose_version\` fails (\`${reason% }\`), so the script downloads that module version from the proxy (\`go mod download\`) and runs \`go build ./cmd\` inside it, with its own go.mod/go.sum"
-	fi
+	step "the compose v2 CLI $compose_version (.ci/compose-cli)"
+	compose=$(bash .ci/compose-cli)
+	compose_build_note="built by \`.ci/compose-cli\` from \`$compose_module@$compose_version\` (downloaded from the Go module proxy and built inside its own module: \`go install\` refuses its exclude directives)"
 else
 	compose_build_note="given by SERVICELIVE_BENCH_COMPOSE"
 fi

@@ -25,6 +25,7 @@ import (
 
 	sl "github.com/decnet/servicelive"
 	"github.com/decnet/servicelive/dockercompose"
+	"github.com/decnet/servicelive/internal/composecli"
 	"github.com/decnet/servicelive/internal/testimage"
 )
 
@@ -307,6 +308,24 @@ func TestHardenedOnEngine(t *testing.T) {
 	if rep, err := m.Reconcile(ctx, ""); err != nil || rep.Changed() != 0 {
 		t.Errorf("second reconcile after the base restarted: %v, changed %+v", err, rep.Containers)
 	}
+
+	// The compose v2 CLI agrees with the hardened files: `docker compose
+	// config` accepts them and `up -d` on them recreates nothing.
+	t.Run("compose CLI", func(t *testing.T) {
+		cli := composecli.Require(t)
+		before := containers(t, api, fleet)
+		file := filepath.Join(dir, fleet, "compose.yaml")
+		for _, args := range [][]string{{"config", "--quiet"}, {"up", "-d"}} {
+			if out, err := cli.Run(ctx, api.DaemonHost(), fleet, file, args...); err != nil {
+				t.Fatalf("compose %v: %v\n%s", args, err, out)
+			}
+		}
+		after := containers(t, api, fleet)
+		assertUntouched(t, before, after)
+		if len(after) != len(before) {
+			t.Errorf("compose CLI up -d: %d containers, %d before", len(after), len(before))
+		}
+	})
 }
 
 // waitRestarted waits until the engine has restarted container c by its

@@ -19,6 +19,7 @@ import (
 
 	sl "github.com/decnet/servicelive"
 	"github.com/decnet/servicelive/dockercompose"
+	"github.com/decnet/servicelive/internal/composecli"
 	"github.com/decnet/servicelive/internal/dockerdtest"
 	"github.com/decnet/servicelive/internal/enginetest"
 	"github.com/decnet/servicelive/internal/testimage"
@@ -364,6 +365,26 @@ func checkHostFile(t *testing.T, e *engines, f *fleet, path, host string, api cl
 		}
 	}
 	assertUntouched(t, path, running, containers(t, api, f.project))
+
+	// The same by hand: `docker -H <host> compose -p <project> -f <file>
+	// config`, then `up -d`, with the compose v2 CLI.
+	t.Run("compose CLI "+filepath.Base(path), func(t *testing.T) {
+		cli := composecli.Require(t)
+		dockerHost := host
+		if host == "" {
+			dockerHost = e.mainSocket
+		}
+		for _, args := range [][]string{{"config", "--quiet"}, {"up", "-d"}} {
+			if out, err := cli.Run(ctx, dockerHost, f.project, path, args...); err != nil {
+				t.Fatalf("compose %v on %s: %v\n%s", args, path, err, out)
+			}
+		}
+		after := containers(t, api, f.project)
+		assertUntouched(t, path+" (compose CLI up -d)", running, after)
+		if len(after) != len(running) {
+			t.Errorf("compose CLI up -d on %s: containers %v, want %v", path, keys(after), keys(running))
+		}
+	})
 }
 
 // TestHostStoppedMidDeploy: host B's engine stops during a Deploy of a scope
