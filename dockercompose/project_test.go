@@ -5,19 +5,24 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
+	"path"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/decnet/servicelive"
+	"github.com/decnet/servicelive/dockercompose"
 	"github.com/decnet/servicelive/internal/testimage"
 )
 
@@ -194,4 +199,63 @@ func TestPublishedPorts(t *testing.T) {
 		seen[hostPort] = true
 		assert.Equal(t, testimage.Banner, readBanner(t, net.JoinHostPort("127.0.0.1", hostPort)))
 	}
+}
+
+// TestRemoveProjectOrder: RemoveProject removes a decky's services (which
+// join their base's network namespace) before the base, as `docker compose
+// down` does, and waits out a network the engine refuses for a moment
+// (here: an outsider's endpoint, disconnected shortly after).
+func TestRemoveProjectOrder(t *testing.T) {
+	t.Parallel()
+	api, image := engine(t)
+	ctx := t.Context()
+	var (
+		mu      sync.Mutex
+		deletes []string // container names or IDs, in request order
+	)
+	hooked, err := client.New(client.FromEnv, client.WithHTTPRequestHook(func(r *http.Request) error {
+		if r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/containers/") {
+			mu.Lock()
+			deletes = append(deletes, path.Base(r.URL.Path))
+			mu.Unlock()
+		}
+		return nil
+	}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = hooked.Close() })
+	c := newComposer(t, dockercompose.WithAPIClient(hooked))
+
+	name := uniqueProject(t, api)
+	p := newProject(name)
+	addBase(p, "web1", image, "", "")
+	ssh := addService(p, "web1", "ssh", image, testimage.ModeBanner, nil)
+	for _, s := range []string{"web1", ssh} {
+		require.NoError(t, c.Up(ctx, p, s))
+	}
+	base, svc := inspect(t, api, name+".web1").ID, inspect(t, api, name+".web1.ssh").ID
+
+	// An outsider (no project label) holds an endpoint on the project's
+	// network for 300 ms after RemoveProject starts.
+	out, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: image, Cmd: testimage.Command(testimage.ModeBase)},
+		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(name + "_default")},
+		Name:       name + "-outsider",
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = api.ContainerRemove(context.Background(), out.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	_, err = api.ContainerStart(ctx, out.ID, client.ContainerStartOptions{})
+	require.NoError(t, err)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_, _ = api.NetworkDisconnect(context.Background(), name+"_default", client.NetworkDisconnectOptions{Container: out.ID, Force: true})
+	}()
+
+	require.NoError(t, c.RemoveProject(ctx, p), "the network is removed once the outsider has left")
+	_, err = api.NetworkInspect(ctx, name+"_default", client.NetworkInspectOptions{})
+	assert.True(t, errdefs.IsNotFound(err), "the project's network is removed: %v", err)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{svc, base}, deletes, "the service before its base")
 }
