@@ -34,6 +34,7 @@ import (
 	"github.com/moby/moby/client/pkg/versions"
 	"github.com/tonistiigi/fsutil"
 	fstypes "github.com/tonistiigi/fsutil/types"
+	"golang.org/x/sync/singleflight"
 )
 
 // The builders a Composer can build images with (see WithBuildKit).
@@ -49,6 +50,7 @@ const minBuildKitAPI = "1.39"
 
 // builderDecision is which builder a Composer builds with, decided once.
 type builderDecision struct {
+	once     singleflight.Group // one ping at a time; waiters keep their own ctx
 	mu       sync.Mutex
 	decided  bool
 	buildKit bool
@@ -89,19 +91,41 @@ func (c *Composer) useBuildKit(ctx context.Context) (bool, error) {
 	}
 	d := &c.builder
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.decided {
-		return d.buildKit, nil
+	decided, buildKit := d.decided, d.buildKit
+	d.mu.Unlock()
+	if decided {
+		return buildKit, nil
 	}
-	p, err := c.apiClient.Ping(ctx, client.PingOptions{})
-	if err != nil {
-		return false, fmt.Errorf("ping the engine for its builder: %w", err)
+	// One ping for all the callers waiting; each waits only as long as its
+	// own ctx allows (the ping runs on the first caller's ctx, without its
+	// cancellation, bounded by pingTimeout).
+	ch := d.once.DoChan("ping", func() (any, error) {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+		defer cancel()
+		p, err := c.apiClient.Ping(pctx, client.PingOptions{})
+		if err != nil {
+			return false, fmt.Errorf("ping the engine for its builder: %w", err)
+		}
+		bk := engineHasBuildKit(p)
+		d.mu.Lock()
+		d.buildKit, d.decided = bk, true
+		d.mu.Unlock()
+		c.log.Debug("dockercompose: builder", "buildkit", bk, "builder_version", string(p.BuilderVersion), "os", p.OSType, "api", p.APIVersion)
+		return bk, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return false, r.Err
+		}
+		return r.Val.(bool), nil
+	case <-ctx.Done():
+		return false, ctx.Err()
 	}
-	d.buildKit = engineHasBuildKit(p)
-	d.decided = true
-	c.log.Debug("dockercompose: builder", "buildkit", d.buildKit, "builder_version", string(p.BuilderVersion), "os", p.OSType, "api", p.APIVersion)
-	return d.buildKit, nil
 }
+
+// pingTimeout bounds the ping that decides the builder.
+const pingTimeout = 30 * time.Second
 
 // engineHasBuildKit reports whether an engine that answered p builds with
 // BuildKit (see useBuildKit).
@@ -258,10 +282,23 @@ func (c *Composer) buildKitRun(ctx context.Context, p *types.Project, svc types.
 		<-runDone
 	}()
 	opts.SessionID = sess.ID()
+	// sessionErr is why the session ended, if it did (its hijack of
+	// /session failed, say): the cause of a build that found no session.
+	sessionErr := func() error {
+		select {
+		case err := <-runDone:
+			runDone <- err // for the deferred wait
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("buildkit session: %w", err)
+			}
+		default:
+		}
+		return nil
+	}
 
 	res, err := c.apiClient.ImageBuild(ctx, nil, opts)
 	if err != nil {
-		return fmt.Errorf("build: %w", err)
+		return fmt.Errorf("build: %w", errors.Join(err, sessionErr()))
 	}
 	defer func() { _ = res.Body.Close() }()
 	t := newBuildTrace()
@@ -269,10 +306,10 @@ func (c *Composer) buildKitRun(ctx context.Context, p *types.Project, svc types.
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return &BuildError{Service: svc.Name, Image: image, Message: err.Error(), Err: err}
+		return &BuildError{Service: svc.Name, Image: image, Message: err.Error(), Err: errors.Join(err, sessionErr())}
 	}
 	if t.err != nil {
-		be := &BuildError{Service: svc.Name, Image: image, Message: t.err.Message, Err: t.err}
+		be := &BuildError{Service: svc.Name, Image: image, Message: t.err.Message, Err: errors.Join(t.err, sessionErr())}
 		if v := t.failed(); v != nil {
 			be.Step = v.name
 			if v.err != "" {

@@ -1,7 +1,13 @@
 package dockercompose
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/assert"
@@ -42,4 +48,45 @@ func TestBuildKitFromEnv(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, builderClassic, c.cfg.builder)
 	require.NoError(t, c.Close())
+}
+
+// TestBuilderPingHonoursCtx: while one ping for the builder hangs, another
+// caller waits only as long as its own ctx allows; once the engine answers,
+// the decision is kept (no second ping).
+func TestBuilderPingHonoursCtx(t *testing.T) {
+	t.Setenv("DOCKER_BUILDKIT", "")
+	release := make(chan struct{})
+	var pings atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/_ping") {
+			pings.Add(1)
+			<-release
+			w.Header().Set("Api-Version", "1.41")
+			w.Header().Set("Ostype", "linux")
+			_, _ = w.Write([]byte("OK"))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	c, err := New(WithHost("tcp://" + srv.Listener.Addr().String()))
+	require.NoError(t, err)
+	defer c.Close()
+
+	first := make(chan error, 1)
+	go func() { _, err := c.useBuildKit(context.Background()); first <- err }()
+	for pings.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = c.useBuildKit(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a waiter is not held by another caller's ping")
+
+	close(release)
+	require.NoError(t, <-first)
+	bk, err := c.useBuildKit(context.Background())
+	require.NoError(t, err)
+	assert.True(t, bk, "a Linux engine on API 1.41 builds with BuildKit")
+	assert.Equal(t, int32(1), pings.Load(), "one ping, kept")
 }
