@@ -77,7 +77,13 @@ func refuseHook(s *types.ServiceConfig, svc Service) error {
 		return refuse("use_api_socket", "true", "", "the Docker socket is root on the host")
 	}
 	for _, v := range s.Volumes {
-		if strings.HasPrefix(v.Source, "/") && holdsEngineSocket(v.Source) {
+		if v.Type != types.VolumeTypeBind && !strings.Contains(v.Source, "/") {
+			continue // a named or anonymous volume, a tmpfs
+		}
+		if !path.IsAbs(v.Source) {
+			return refuse("volumes", v.Source+":"+v.Target, "", "a bind mount's host path must be absolute, to be checked for the Docker socket")
+		}
+		if holdsEngineSocket(v.Source) {
 			return refuse("volumes", v.Source+":"+v.Target, "", "the Docker socket is root on the host, even read-only")
 		}
 	}

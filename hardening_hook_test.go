@@ -166,6 +166,7 @@ func TestHostileHookRefused(t *testing.T) {
 		{"a directory holding it", "volumes", "", bind("/var/run")},
 		{"var", "volumes", "", bind("/var")},
 		{"root", "volumes", "", bind("/")},
+		{"relative host path", "volumes", "", bind("../../var/run")},
 		{"volumes_from", "volumes_from", "", func(s *types.ServiceConfig) { s.VolumesFrom = []string{"portainer"} }},
 		{"pre_start", "pre_start", "", func(s *types.ServiceConfig) {
 			s.PreStart = []types.PreStartHook{{ContainerSpec: types.ContainerSpec{Image: "x", Privileged: true}}}
@@ -212,5 +213,36 @@ func TestHostileHookRefused(t *testing.T) {
 				t.Errorf("OptOut.%s relaxed another setting: %s", tt.optOut, dump(got))
 			}
 		})
+	}
+}
+
+// TestAddServiceRefusedHook: AddService of a service whose hook sets a
+// refused setting fails with the *ProfileError at the render, and changes
+// nothing: not the Store, not the engine.
+func TestAddServiceRefusedHook(t *testing.T) {
+	reg, err := sl.NewRegistry(sl.Service{Name: "ssh", Image: "x", Compose: func(_ sl.Decky, _ sl.Config, s *types.ServiceConfig) {
+		s.Pid = "host"
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := sl.Ref{Decky: "web1"}
+	store := sl.NewMemoryStore(map[string][]sl.Decky{"": {{Name: "web1", Image: "base"}}})
+	c := &servicelivetest.Composer{Lenient: true}
+	m, err := sl.New(store, c, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.AddService(t.Context(), ref, "ssh")
+	var pe *sl.ProfileError
+	var e *sl.Error
+	if !errors.Is(err, sl.ErrInvalidService) || !errors.As(err, &pe) || pe.Setting != "pid" || !errors.As(err, &e) || e.Stage != sl.StageRender {
+		t.Fatalf("AddService: want a render-stage *ProfileError on pid, got %v", err)
+	}
+	if d, err := store.Get(t.Context(), ref); err != nil || len(d.Services) != 0 {
+		t.Errorf("the Store changed: %+v %v", d, err)
+	}
+	if ops := c.Ops(); len(ops) != 0 {
+		t.Errorf("the engine was called: %v", ops)
 	}
 }
