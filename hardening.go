@@ -21,6 +21,14 @@ import (
 //	read_only: true
 //	tmpfs: /tmp and Service.Writable (services), /tmp (base); noexec, nosuid, nodev, size-limited
 //	pids_limit, mem_limit, memswap_limit (= mem_limit): per service, or the base's
+//	privileged: false (post_start and pre_stop hooks too); oom_score_adj: not below 0
+//	volumes a hook adds: read-only; its tmpfs volumes: tmpfs as above
+//
+// A hook that sets what the profile leaves to the engine's default (host or
+// other containers' namespaces, devices, sysctls, ulimits, runtime,
+// cgroup_parent) fails the render with a *ProfileError unless the service
+// opts out of it; the Docker socket, volumes_from, pre_start, provider and
+// use_api_socket are refused always (see refuseHook).
 //
 // The base container, which only holds a decky's network identity, gets no
 // capability at all and the Base limits; it has no opt-out.
