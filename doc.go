@@ -66,7 +66,7 @@
 // # Hardened containers
 //
 // Every container is rendered hardened, after the registry Compose hook so
-// that a hook cannot weaken it: restart "unless-stopped"
+// that a hook weakens it only where the Service opts out: restart "unless-stopped"
 // (RestartPolicy), security_opt no-new-privileges (NoNewPrivileges),
 // cap_drop ALL with cap_add only Service.CapAdd plus NET_BIND_SERVICE for a
 // port below 1024, a read-only root filesystem with /tmp and
@@ -74,10 +74,19 @@
 // DefaultTmpfsSize), and pids and memory limits (Service.PidsLimit,
 // Service.MemoryLimit; DefaultPidsLimit, DefaultMemoryLimit). A decky's base
 // gets the tightest profile: no capability, a 1 MiB /tmp, the Base limits.
-// A service opts out per setting with Service.OptOut (Restart,
-// SecurityOpt, Capabilities, ReadOnly, PidsLimit, MemoryLimit): the hook's
-// value of that setting then stands. Register refuses bad hardening fields
-// with ErrInvalidService. Containers made without the profile are diverged:
+// Privileged is false (post_start and pre_stop hooks too), oom_score_adj
+// never below 0, and the bind mounts and volumes a hook adds are read-only
+// (its tmpfs volumes become tmpfs of the profile). A service opts out per
+// setting with Service.OptOut (Restart, SecurityOpt, Capabilities,
+// Privileged, ReadOnly, PidsLimit, MemoryLimit): the hook's value of that
+// setting then stands. A hook that shares the host's or another
+// container's namespaces, gives devices, or sets sysctls, ulimits, runtime
+// or cgroup_parent fails the render with a *ProfileError (ErrInvalidService)
+// unless the service opts out of that (OptOut.Namespaces, Devices, Sysctls,
+// Ulimits, Runtime, CgroupParent); mounting the Docker socket, volumes_from,
+// pre_start, provider and use_api_socket are refused always. README
+// "Hardened containers" lists what is not policed. Register refuses bad
+// hardening fields with ErrInvalidService. Containers made without the profile are diverged:
 // Reconcile recreates them hardened.
 //
 // # Failure model

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/compose-spec/compose-go/v2/types"
+
 	"github.com/decnet/servicelive"
 	"github.com/decnet/servicelive/servicelivetest"
 )
@@ -48,4 +50,29 @@ func ExampleOptOut() {
 	// web1-sensor unless-stopped [] [ALL] [NET_ADMIN] true [/tmp:rw,noexec,nosuid,nodev,size=16777216 /var/lib/sensor:rw,noexec,nosuid,nodev,size=16777216] 256 536870912
 	// web1-ssh unless-stopped [no-new-privileges:true] [ALL] [NET_BIND_SERVICE] true [/tmp:rw,noexec,nosuid,nodev,size=16777216] 256 268435456
 	// true
+}
+
+// ExampleProfileError shows a Compose hook that shares the host's PID
+// namespace: the render fails, naming the setting and the opt-out that
+// would allow it.
+func ExampleProfileError() {
+	hostPID := func(_ servicelive.Decky, _ servicelive.Config, s *types.ServiceConfig) { s.Pid = "host" }
+	reg, err := servicelive.NewRegistry(servicelive.Service{Name: "sensor", Image: "decnet/sensor:1", Compose: hostPID})
+	if err != nil {
+		panic(err)
+	}
+	store := servicelive.NewMemoryStore(map[string][]servicelive.Decky{
+		"": {{Name: "web1", Image: "decnet/base:1", Services: []string{"sensor"}}},
+	})
+	m, err := servicelive.New(store, new(servicelivetest.Composer), reg)
+	if err != nil {
+		panic(err)
+	}
+	_, err = m.Project(context.Background(), "")
+	var pe *servicelive.ProfileError
+	fmt.Println(errors.Is(err, servicelive.ErrInvalidService), errors.As(err, &pe))
+	fmt.Println(pe.Setting, pe.Value, pe.OptOut)
+	// Output:
+	// true true
+	// pid host Namespaces
 }

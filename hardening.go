@@ -21,6 +21,14 @@ import (
 //	read_only: true
 //	tmpfs: /tmp and Service.Writable (services), /tmp (base); noexec, nosuid, nodev, size-limited
 //	pids_limit, mem_limit, memswap_limit (= mem_limit): per service, or the base's
+//	privileged: false (post_start and pre_stop hooks too); oom_score_adj: not below 0
+//	volumes a hook adds: read-only; its tmpfs volumes: tmpfs as above
+//
+// A hook that sets what the profile leaves to the engine's default (host or
+// other containers' namespaces, devices, sysctls, ulimits, runtime,
+// cgroup_parent) fails the render with a *ProfileError unless the service
+// opts out of it; the Docker socket, volumes_from, pre_start, provider and
+// use_api_socket are refused always (see refuseHook).
 //
 // The base container, which only holds a decky's network identity, gets no
 // capability at all and the Base limits; it has no opt-out.
@@ -78,19 +86,52 @@ type OptOut struct {
 	// SecurityOpt leaves security_opt to the hook, for example for a
 	// seccomp profile; the hook should then add NoNewPrivileges itself.
 	SecurityOpt bool
-	// Capabilities leaves cap_add, cap_drop and privileged to the hook
-	// (otherwise cap_drop is ALL, cap_add what the service declares, and
-	// privileged false).
+	// Capabilities leaves cap_add and cap_drop to the hook (otherwise
+	// cap_drop is ALL and cap_add what the service declares). It does not
+	// allow privileged: see Privileged.
 	Capabilities bool
-	// ReadOnly leaves read_only and tmpfs to the hook (otherwise the root
-	// filesystem is read-only, with /tmp and Service.Writable as tmpfs).
+	// Privileged leaves privileged (and the privileged flag of post_start
+	// and pre_stop hooks) to the hook; otherwise it is false. A privileged
+	// container holds every capability and every host device, a writable
+	// /sys and no seccomp or AppArmor profile, whatever the other settings
+	// say: opt out only for a service that cannot run otherwise.
+	Privileged bool
+	// ReadOnly leaves read_only, tmpfs and the mounts of volumes to the
+	// hook (otherwise the root filesystem is read-only, with /tmp and
+	// Service.Writable as tmpfs; every bind mount and volume the hook adds
+	// is mounted read-only, and every tmpfs volume becomes a tmpfs of the
+	// profile). The Docker socket is never mounted, opted out or not.
 	ReadOnly bool
 	// PidsLimit leaves pids_limit and deploy.resources.limits.pids to the
 	// hook.
 	PidsLimit bool
-	// MemoryLimit leaves mem_limit, memswap_limit, oom_kill_disable and
+	// MemoryLimit leaves mem_limit, memswap_limit, oom_kill_disable,
+	// oom_score_adj (otherwise never below 0) and
 	// deploy.resources.limits.memory to the hook.
 	MemoryLimit bool
+
+	// The settings below have no value in the profile: the engine's
+	// default (private namespaces, no device, ...) is the hardened one. A
+	// hook that sets one without its opt-out makes the render fail with a
+	// *ProfileError (ErrInvalidService) naming it, rather than losing what
+	// the hook asked for in silence.
+
+	// Namespaces lets the hook share the pid, ipc, uts, user (userns_mode)
+	// or cgroup namespace of the host or of another container.
+	Namespaces bool
+	// Devices lets the hook give host devices: devices,
+	// device_cgroup_rules, gpus and deploy.resources.reservations.devices.
+	Devices bool
+	// Sysctls lets the hook set sysctls (in the decky's shared network
+	// namespace for net.*).
+	Sysctls bool
+	// Ulimits lets the hook set ulimits.
+	Ulimits bool
+	// Runtime lets the hook choose the OCI runtime (runtime).
+	Runtime bool
+	// CgroupParent lets the hook place the container in another cgroup
+	// (cgroup_parent).
+	CgroupParent bool
 }
 
 // capabilityNames maps the names of the Linux capabilities (upper case,
@@ -204,9 +245,13 @@ func (s Service) memoryLimit() int64 {
 
 // harden imposes the hardened profile of svc on the rendered service s,
 // after its Compose hook: every setting svc does not opt out of replaces
-// what the hook set.
-func harden(s *types.ServiceConfig, svc Service) {
+// what the hook set, and a setting outside the profile the hook set
+// without its opt-out is refused (a *ProfileError; s is then half done).
+func harden(s *types.ServiceConfig, svc Service) error {
 	o := svc.OptOut
+	if err := refuseHook(s, svc); err != nil {
+		return err
+	}
 	pids, mem, size := int64(DefaultPidsLimit), svc.memoryLimit(), int64(DefaultTmpfsSize)
 	if svc.PidsLimit != 0 {
 		pids = svc.PidsLimit
@@ -215,21 +260,27 @@ func harden(s *types.ServiceConfig, svc Service) {
 		size = svc.TmpfsSize
 	}
 	if !o.Capabilities {
-		s.Privileged = false
 		s.CapDrop = []string{"ALL"}
 		s.CapAdd = svc.capabilities()
 	}
+	if !o.Privileged {
+		unprivilege(s)
+	}
 	if !o.ReadOnly {
 		s.ReadOnly = true
-		s.Tmpfs = tmpfs(size, append([]string{"/tmp"}, svc.Writable...))
+		writable := append([]string{"/tmp"}, svc.Writable...)
+		var extra []string
+		s.Volumes, extra = readOnlyVolumes(s.Volumes, writable)
+		s.Tmpfs = tmpfs(size, append(writable, extra...))
 	}
 	imposeCommon(s, o, pids, mem)
+	return nil
 }
 
 // hardenBase imposes the base container's profile on s: the tightest, with
 // no capability, no writable path but a small /tmp, and the Base limits.
 func hardenBase(s *types.ServiceConfig) {
-	s.Privileged = false
+	unprivilege(s)
 	s.CapDrop = []string{"ALL"}
 	s.CapAdd = nil
 	s.ReadOnly = true
@@ -271,17 +322,23 @@ func imposeCommon(s *types.ServiceConfig, o OptOut, pids, mem int64) {
 		s.MemLimit = types.UnitBytes(mem)
 		s.MemSwapLimit = types.UnitBytes(mem)
 		s.OomKillDisable = false
+		s.OomScoreAdj = max(s.OomScoreAdj, 0) // below 0 the OOM killer spares it
 		if limits != nil {
 			limits.MemoryBytes = types.UnitBytes(mem) // equal to mem_limit
 		}
 	}
 }
 
-// tmpfs returns the tmpfs entries of paths, each of size bytes.
+// tmpfs returns the tmpfs entries of paths, each of size bytes. A path may
+// carry ",mode=<octal>" (from a tmpfs volume).
 func tmpfs(size int64, paths []string) types.StringList {
 	out := make(types.StringList, len(paths))
 	for i, p := range paths {
+		p, mode, _ := strings.Cut(p, ",")
 		out[i] = p + ":" + tmpfsOptions + strconv.FormatInt(size, 10)
+		if mode != "" {
+			out[i] += "," + mode
+		}
 	}
 	return out
 }

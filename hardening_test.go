@@ -48,7 +48,7 @@ func TestRegisterHardening(t *testing.T) {
 		{"tmpfs above memory", func(s *sl.Service) { s.TmpfsSize = sl.DefaultMemoryLimit + 1 }, false},
 		{"tmpfs below a page", func(s *sl.Service) { s.TmpfsSize = 100 }, false},
 		{"every opt-out", func(s *sl.Service) {
-			s.OptOut = sl.OptOut{Restart: true, SecurityOpt: true, Capabilities: true, ReadOnly: true, PidsLimit: true, MemoryLimit: true}
+			s.OptOut = everyOptOut
 		}, true},
 		{"caps and their opt-out", func(s *sl.Service) { s.CapAdd, s.OptOut.Capabilities = []string{"NET_ADMIN"}, true }, false},
 		{"writable and its opt-out", func(s *sl.Service) { s.Writable, s.OptOut.ReadOnly = []string{"/x"}, true }, false},
@@ -224,11 +224,14 @@ func TestHardeningOptOut(t *testing.T) {
 			func(s types.ServiceConfig) bool { return slices.Equal(s.SecurityOpt, []string{sl.NoNewPrivileges}) }},
 		{"capabilities", sl.OptOut{Capabilities: true},
 			func(s types.ServiceConfig) bool {
-				return s.Privileged && slices.Equal(s.CapAdd, weak.CapAdd) && s.CapDrop == nil
+				return !s.Privileged && slices.Equal(s.CapAdd, weak.CapAdd) && s.CapDrop == nil
 			},
 			func(s types.ServiceConfig) bool {
 				return !s.Privileged && s.CapAdd == nil && slices.Equal(s.CapDrop, []string{"ALL"})
 			}},
+		{"privileged", sl.OptOut{Privileged: true},
+			func(s types.ServiceConfig) bool { return s.Privileged },
+			func(s types.ServiceConfig) bool { return !s.Privileged }},
 		{"read_only", sl.OptOut{ReadOnly: true},
 			func(s types.ServiceConfig) bool { return !s.ReadOnly && slices.Equal(s.Tmpfs, weak.Tmpfs) },
 			func(s types.ServiceConfig) bool {
@@ -262,7 +265,8 @@ func TestHardeningOptOut(t *testing.T) {
 			// Every other setting of the relaxed service is hardened.
 			if !tt.opt.Restart && relaxed.Restart != sl.RestartPolicy ||
 				!tt.opt.SecurityOpt && !slices.Equal(relaxed.SecurityOpt, []string{sl.NoNewPrivileges}) ||
-				!tt.opt.Capabilities && (relaxed.Privileged || !slices.Equal(relaxed.CapDrop, []string{"ALL"})) ||
+				!tt.opt.Capabilities && !slices.Equal(relaxed.CapDrop, []string{"ALL"}) ||
+				!tt.opt.Privileged && relaxed.Privileged ||
 				!tt.opt.ReadOnly && !relaxed.ReadOnly ||
 				!tt.opt.PidsLimit && relaxed.PidsLimit != sl.DefaultPidsLimit ||
 				!tt.opt.MemoryLimit && relaxed.MemLimit != sl.DefaultMemoryLimit {

@@ -190,8 +190,11 @@ func (m *Manager) renderService(topology string, d Decky, name string, mode rend
 	s.Networks = nil
 	s.Hostname = ""
 	s.DependsOn = types.DependsOnConfig{d.Name: {Condition: types.ServiceConditionStarted, Required: true}}
+	s.Net = "" // the legacy alias of network_mode
 	m.identify(&s, topology, d.Name, name)
-	harden(&s, svc) // after the hook: only svc.OptOut can relax it
+	if err := harden(&s, svc); err != nil { // after the hook: only svc.OptOut can relax it
+		return s, &Error{Op: "render", Ref: ref, Service: name, Kind: ErrInvalidService, Err: err, Stage: StageRender}
+	}
 	return s, nil
 }
 

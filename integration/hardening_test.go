@@ -61,8 +61,14 @@ func TestHardenedOnEngine(t *testing.T) {
 			s.Environment = types.MappingWithEquals{"BANNER": &text, "PORT": &port}
 		}
 	}
+	data := t.TempDir() // a host directory the hooks bind mount, writable
 	weaken := func(s *types.ServiceConfig) {
 		// Everything a hook could do to undo the profile.
+		s.Volumes = []types.ServiceVolumeConfig{
+			{Type: types.VolumeTypeBind, Source: data, Target: "/data"},
+			{Type: types.VolumeTypeTmpfs, Target: "/scratch", Tmpfs: &types.ServiceVolumeTmpfs{Mode: 0o1777}},
+		}
+		s.OomScoreAdj = -500
 		s.Privileged = true
 		s.CapAdd = []string{"SYS_ADMIN"}
 		s.CapDrop = nil
@@ -147,7 +153,8 @@ func TestHardenedOnEngine(t *testing.T) {
 	bit := func(c capability.Cap) uint64 { return 1 << uint(c) }
 	want := map[string]profile{
 		"web1": {tmpfs: map[string]string{"/tmp": tmp(sl.BaseTmpfsSize)}, pids: sl.BasePidsLimit, memory: sl.BaseMemoryLimit},
-		"web1-ssh": {caps: []string{"CAP_NET_BIND_SERVICE"}, tmpfs: map[string]string{"/tmp": tmp(sl.DefaultTmpfsSize)},
+		"web1-ssh": {caps: []string{"CAP_NET_BIND_SERVICE"}, tmpfs: map[string]string{"/tmp": tmp(sl.DefaultTmpfsSize),
+			"/scratch": tmp(sl.DefaultTmpfsSize) + ",mode=1777"}, // the hook's tmpfs volume, made one of the profile
 			pids: sl.DefaultPidsLimit, memory: sl.DefaultMemoryLimit, capMask: bit(capability.CAP_NET_BIND_SERVICE)},
 		"web1-sensor": {caps: []string{"CAP_NET_ADMIN"}, tmpfs: map[string]string{"/tmp": tmp(8 << 20), "/var/lib/x": tmp(8 << 20)},
 			pids: 100, memory: 128 << 20, capMask: bit(capability.CAP_NET_ADMIN)},
@@ -185,14 +192,29 @@ func TestHardenedOnEngine(t *testing.T) {
 		check("Memory", hc.Memory == w.memory, hc.Memory)
 		check("MemorySwap", hc.MemorySwap == w.memory, hc.MemorySwap)
 		check("OomKillDisable", hc.OomKillDisable == nil || !*hc.OomKillDisable, hc.OomKillDisable)
+		check("OomScoreAdj", hc.OomScoreAdj == 0, hc.OomScoreAdj)
+		for _, mp := range in.Container.Mounts {
+			// The hook's bind mount: read-only, unless ReadOnly is opted out.
+			check("Mounts /data", mp.Destination != "/data" || mp.RW == !readOnly && key != "web1" && key != "web1-sensor", mp)
+		}
 		if len(problems) > 0 {
 			t.Errorf("%s: %s", key, strings.Join(problems, "; "))
 		}
 
 		// From inside: the same container's processes, as they are.
 		var p probe
-		execJSON(t, api, got[key].ID, &p, testimage.ModeProbe, "/var/lib/x")
+		execJSON(t, api, got[key].ID, &p, testimage.ModeProbe, "/var/lib/x", "/data", "/scratch")
 		rootErr := p.Writes["/"]
+		switch key {
+		case "web1-ssh":
+			if !strings.Contains(p.Writes["/data"], "read-only file system") || p.Writes["/scratch"] != "ok" {
+				t.Errorf("%s: writing the hook's bind mount gave %q (want read-only), its tmpfs %q", key, p.Writes["/data"], p.Writes["/scratch"])
+			}
+		case "web1-relaxed":
+			if p.Writes["/data"] != "ok" || p.Writes["/scratch"] != "ok" {
+				t.Errorf("%s (opted out): writing the hook's bind mount gave %q, its tmpfs %q", key, p.Writes["/data"], p.Writes["/scratch"])
+			}
+		}
 		switch {
 		case readOnly && !strings.Contains(rootErr, "read-only file system"):
 			t.Errorf("%s: writing / gave %q, want a read-only file system", key, rootErr)
