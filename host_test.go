@@ -116,7 +116,7 @@ func TestServiceHostRendered(t *testing.T) {
 			t.Errorf("%s: host %q, want %q", key, got, host)
 		}
 	}
-	if f := p.Services["b1"].CustomLabels["com.docker.compose.project.config_files"]; filepath.Base(f) != "compose.site-b.yaml" {
+	if f := p.Services["b1"].CustomLabels["com.docker.compose.project.config_files"]; filepath.Base(f) != "compose.host.site-b.yaml" {
 		t.Errorf("b1's config files label %q", f)
 	}
 
@@ -160,7 +160,7 @@ func TestRoutedDeployFilesAndMove(t *testing.T) {
 		return out
 	}
 	got := files()
-	if len(got) != 3 || got["compose.yaml"] != "a1" || got["compose.site-b.yaml"] != "b1" {
+	if len(got) != 3 || got["compose.yaml"] != "a1" || got["compose.host.site-b.yaml"] != "b1" {
 		t.Fatalf("compose files %v", got)
 	}
 
@@ -188,7 +188,7 @@ func TestRoutedDeployFilesAndMove(t *testing.T) {
 	if got := r.running("site-b"); !slices.Equal(got, []string{"c1"}) {
 		t.Errorf("site-b runs %v", got)
 	}
-	if got := files(); len(got) != 2 || got["compose.yaml"] != "a1,b1" || got["compose.site-b.yaml"] != "c1" {
+	if got := files(); len(got) != 2 || got["compose.yaml"] != "a1,b1" || got["compose.host.site-b.yaml"] != "c1" {
 		t.Errorf("compose files after the move %v", got)
 	}
 
