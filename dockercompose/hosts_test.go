@@ -139,13 +139,32 @@ func TestHostsOpenFailureNotKept(t *testing.T) {
 	}
 
 	// No engine at the socket yet: the open fails (the engine is asked who
-	// it is); once a proxy of the local engine listens there, it opens.
-	if _, err := h.Engine("late-engine"); !errors.As(err, &he) || he.Host != "late-engine" {
+	// it is); once a proxy of the local engine listens there, it opens. (A
+	// Hosts of its own: in h, it would be an alias of "later", the same
+	// engine, and share its connection.)
+	h2, err := dockercompose.NewHosts(resolve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	if _, err := h2.Engine("late-engine"); !errors.As(err, &he) || he.Host != "late-engine" {
 		t.Fatalf("late-engine before its engine: %v", err)
 	}
-	proxyUnix(t, sock, strings.TrimPrefix(api.DaemonHost(), "unix://"))
-	if _, err := h.Engine("late-engine"); err != nil {
+	stop := proxyUnix(t, sock, strings.TrimPrefix(api.DaemonHost(), "unix://"))
+	if _, err := h2.Engine("late-engine"); err != nil {
 		t.Fatalf("late-engine once its engine answers: %v", err)
+	}
+
+	// An opened host that no service of a project names is still listed
+	// and cleared: when it is down, Containers and RemoveProject fail,
+	// naming it (Teardown cannot say the scope is gone from there).
+	stop()
+	p := &types.Project{Name: uniqueProject(t, api), Services: types.Services{}}
+	if _, err := h2.Containers(context.Background(), p); !errors.As(err, &he) || he.Host != "late-engine" {
+		t.Errorf("containers with an opened host down: %v", err)
+	}
+	if err := h2.RemoveProject(context.Background(), p); !errors.As(err, &he) || he.Host != "late-engine" {
+		t.Errorf("remove project with an opened host down: %v", err)
 	}
 
 	// Callers arriving while an attempt runs share it (and its failure).
@@ -238,21 +257,35 @@ func TestHostsAliases(t *testing.T) {
 	}
 }
 
-// proxyUnix serves, at path, a proxy of the unix socket target until the
-// end of the test.
-func proxyUnix(t *testing.T, path, target string) {
+// proxyUnix serves, at path, a proxy of the unix socket target until stop
+// (which closes the connections too) or the end of the test.
+func proxyUnix(t *testing.T, path, target string) (stop func()) {
 	t.Helper()
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	var mu sync.Mutex
+	var conns []net.Conn
+	stop = func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+	}
+	t.Cleanup(stop)
 	go func() {
 		for {
 			in, err := l.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, in)
+			mu.Unlock()
 			go func() {
 				defer in.Close()
 				out, err := net.Dial("unix", target)
@@ -265,6 +298,7 @@ func proxyUnix(t *testing.T, path, target string) {
 			}()
 		}
 	}()
+	return stop
 }
 
 func TestResolveHost(t *testing.T) {
