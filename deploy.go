@@ -107,6 +107,15 @@ func (m *Manager) deployDecky(ctx context.Context, topology string, d Decky) err
 // found by the project's labels (strays included); otherwise each rendered
 // service is brought down, services before bases. The Store and the compose
 // files are left as they are.
+//
+// With a Composer that routes by host (dockercompose.Hosts), Teardown clears
+// the scope on every host that may hold its containers (those its deckies
+// name, those opened before, those of dockercompose.WithKnownHosts), each
+// engine once; it clears the hosts it reaches and fails, naming each host
+// it could not reach (*HostError), even one that runs no decky of the
+// scope: it cannot say the scope is gone from there. A host no decky names
+// that was not opened since the Hosts was made, nor is a known host, is not
+// contacted.
 func (m *Manager) Teardown(ctx context.Context, topology string) error {
 	deckies, p, err := m.scope(ctx, "teardown", topology, renderIdentity)
 	if err != nil {

@@ -109,16 +109,20 @@ func withHost(s types.ServiceConfig, host string) types.ServiceConfig {
 var plainHostRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
 
 // hostFileName returns the name of the scope's compose file of host:
-// compose.yaml for "", compose.<host>.yaml for a plain name (a context name
-// such as "site-a"), else compose.<host with every other byte as "_">_<8 hex
-// digits of its SHA-256>.yaml (an URL such as "ssh://user@10.0.0.2"). The
-// mapping is injective: a plain name has no "_".
+// compose.yaml for "", compose.host.<host>.yaml for a plain name (a context
+// name such as "site-a"), else compose.host.<host with every other byte as
+// "_">_<8 hex digits of its SHA-256>.yaml (an URL such as
+// "ssh://user@10.0.0.2"). The mapping is injective: a plain name has no
+// "_". The "host." infix keeps these names apart from the files Docker
+// Compose reads by itself (compose.override.yaml, which it merges into
+// compose.yaml) and from a user's own compose.*.yaml files: the writer
+// sweeps only hostFilePattern.
 func hostFileName(host string) string {
 	if host == "" {
 		return topFileName
 	}
 	if plainHostRE.MatchString(host) {
-		return "compose." + host + ".yaml"
+		return hostFilePrefix + host + ".yaml"
 	}
 	b := []byte(host)
 	for i, c := range b {
@@ -130,8 +134,15 @@ func hostFileName(host string) string {
 		b = b[:40]
 	}
 	sum := sha256.Sum256([]byte(host))
-	return "compose." + string(b) + "_" + hex.EncodeToString(sum[:4]) + ".yaml"
+	return hostFilePrefix + string(b) + "_" + hex.EncodeToString(sum[:4]) + ".yaml"
 }
+
+// hostFilePrefix starts the name of every host's compose file (see
+// hostFileName); hostFilePattern matches them all, and no other file.
+const (
+	hostFilePrefix  = "compose.host."
+	hostFilePattern = hostFilePrefix + "*.yaml"
+)
 
 // failedHosts returns the hosts whose HostError err joins, when err is
 // nothing but HostErrors (ok false otherwise: the whole call failed).

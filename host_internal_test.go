@@ -9,10 +9,10 @@ import (
 func TestHostFileName(t *testing.T) {
 	for host, want := range map[string]string{
 		"":                   "compose.yaml",
-		"site-b":             "compose.site-b.yaml",
-		"10.0.0.2":           "compose.10.0.0.2.yaml",
-		"ssh://ops@10.0.0.3": "compose.ssh___ops_10.0.0.3_",
-		"Site-B":             "compose._ite-_",
+		"site-b":             "compose.host.site-b.yaml",
+		"10.0.0.2":           "compose.host.10.0.0.2.yaml",
+		"ssh://ops@10.0.0.3": "compose.host.ssh___ops_10.0.0.3_",
+		"Site-B":             "compose.host._ite-_",
 	} {
 		if got := hostFileName(host); len(got) < len(want) || got[:len(want)] != want {
 			t.Errorf("hostFileName(%q) = %q, want prefix %q", host, got, want)

@@ -116,7 +116,7 @@ func TestServiceHostRendered(t *testing.T) {
 			t.Errorf("%s: host %q, want %q", key, got, host)
 		}
 	}
-	if f := p.Services["b1"].CustomLabels["com.docker.compose.project.config_files"]; filepath.Base(f) != "compose.site-b.yaml" {
+	if f := p.Services["b1"].CustomLabels["com.docker.compose.project.config_files"]; filepath.Base(f) != "compose.host.site-b.yaml" {
 		t.Errorf("b1's config files label %q", f)
 	}
 
@@ -160,7 +160,7 @@ func TestRoutedDeployFilesAndMove(t *testing.T) {
 		return out
 	}
 	got := files()
-	if len(got) != 3 || got["compose.yaml"] != "a1" || got["compose.site-b.yaml"] != "b1" {
+	if len(got) != 3 || got["compose.yaml"] != "a1" || got["compose.host.site-b.yaml"] != "b1" {
 		t.Fatalf("compose files %v", got)
 	}
 
@@ -188,7 +188,7 @@ func TestRoutedDeployFilesAndMove(t *testing.T) {
 	if got := r.running("site-b"); !slices.Equal(got, []string{"c1"}) {
 		t.Errorf("site-b runs %v", got)
 	}
-	if got := files(); len(got) != 2 || got["compose.yaml"] != "a1,b1" || got["compose.site-b.yaml"] != "c1" {
+	if got := files(); len(got) != 2 || got["compose.yaml"] != "a1,b1" || got["compose.host.site-b.yaml"] != "c1" {
 		t.Errorf("compose files after the move %v", got)
 	}
 
@@ -222,5 +222,81 @@ func TestHostError(t *testing.T) {
 	}
 	if e := (&sl.HostError{Err: cause}); e.Error() != "host (default): connection refused" {
 		t.Errorf("%v", e)
+	}
+}
+
+// A host that holds no decky of the scope but is listed (opened before)
+// and fails: Reconcile reconciles the others and reports it, by name, in
+// Report.HostErrors and its error.
+func TestReconcileReportsHostWithoutDecky(t *testing.T) {
+	m, store, r, _ := newRouted(t)
+	ctx := context.Background()
+	if err := m.Deploy(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	// c1 leaves ssh://ops@10.0.0.3, which then goes down.
+	store.Update(ctx, sl.FleetDecky("c1"), func(d *sl.Decky) error { d.Host = "site-b"; return nil })
+	r.mu.Lock()
+	r.down["ssh://ops@10.0.0.3"] = true
+	r.mu.Unlock()
+	rep, err := m.Reconcile(ctx, "")
+	var he *sl.HostError
+	if !errors.As(err, &he) || he.Host != "ssh://ops@10.0.0.3" {
+		t.Fatalf("reconcile with a decky-less host down: %v", err)
+	}
+	if len(rep.HostErrors) != 1 || !errors.As(rep.HostErrors[0], &he) || he.Host != "ssh://ops@10.0.0.3" || !errors.Is(rep.Err(), rep.HostErrors[0]) {
+		t.Errorf("report host errors %v", rep.HostErrors)
+	}
+	for _, c := range rep.Containers {
+		if c.Err != nil {
+			t.Errorf("%s failed: %v", c.Service, c.Err)
+		}
+	}
+	if got := r.running("site-b"); !slices.Equal(got, []string{"b1", "b1-ssh", "c1"}) {
+		t.Errorf("site-b runs %v", got)
+	}
+}
+
+// The host files are compose.host.<host>.yaml: a host named "override"
+// does not write compose.override.yaml (which Docker Compose merges into
+// compose.yaml), and the sweep of stale host files leaves a user's
+// compose.override.yaml and other compose.*.yaml files alone.
+func TestHostFilesLeaveOtherFiles(t *testing.T) {
+	m, store, _, dir := newRouted(t)
+	ctx := context.Background()
+	store.Update(ctx, sl.FleetDecky("c1"), func(d *sl.Decky) error { d.Host = "override"; return nil })
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	mine := map[string]string{"compose.override.yaml": "services: {}\n", "compose.site-b.yaml": "# mine\n"}
+	for f, body := range mine {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Deploy(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "compose.host.override.yaml")); err != nil {
+		t.Errorf("host override's file: %v", err)
+	}
+	// c1 and b1 leave their hosts: their files go, the user's stay.
+	store.Update(ctx, sl.FleetDecky("c1"), func(d *sl.Decky) error { d.Host = ""; return nil })
+	store.Update(ctx, sl.FleetDecky("b1"), func(d *sl.Decky) error { d.Host = ""; return nil })
+	if _, err := m.Reconcile(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "compose*.yaml"))
+	var got []string
+	for _, n := range names {
+		got = append(got, filepath.Base(n))
+	}
+	if want := []string{"compose.override.yaml", "compose.site-b.yaml", "compose.yaml"}; !slices.Equal(got, want) {
+		t.Errorf("files %v, want %v", got, want)
+	}
+	for f, body := range mine {
+		if b, _ := os.ReadFile(filepath.Join(dir, f)); string(b) != body {
+			t.Errorf("%s changed: %q", f, b)
+		}
 	}
 }

@@ -22,14 +22,15 @@ import (
 // Layout of a scope's compose files under the project directory:
 //
 //	<dir>/<project>/compose.yaml          names the project, includes every decky's file
-//	<dir>/<project>/compose.<host>.yaml   the same for the deckies of one host (see below)
+//	<dir>/<project>/compose.host.<host>.yaml   the same for the deckies of one host (see below)
 //	<dir>/<project>/deckies/<decky>.yaml  one decky: its base and its services
 //
 // With a Composer that routes by host (HostRouter), compose.yaml includes
 // the deckies of host "" (the default engine) only, and each other host
 // that runs deckies of the scope has its own top file (see hostFileName):
-// `docker -H <host> compose -f compose.<host>.yaml up -d` reproduces that
-// host's part.
+// `docker -H <host> compose -f compose.host.<host>.yaml up -d` reproduces
+// that host's part. Other files of the directory (a compose.override.yaml
+// of the user's) are left alone.
 //
 // A mutation rewrites only its decky's file, so its cost does not grow with
 // the scope; compose.yaml changes only when the scope's set of deckies does.
@@ -210,7 +211,8 @@ func deckyFilePath(dir, decky string) string {
 
 // writeTop writes, for each host's file of byFile (compose.yaml for host
 // "", see hostFileName), the file including the given deckies' files, and
-// removes the files of hosts that no longer run a decky of the scope.
+// removes the files of hosts that no longer run a decky of the scope (files
+// named as hostFileName names them; nothing else).
 func (s *scopeFiles) writeTop(dir, project string, byFile map[string][]string) error {
 	if err := mkdirPrivate(dir); err != nil {
 		return err
@@ -224,7 +226,7 @@ func (s *scopeFiles) writeTop(dir, project string, byFile map[string][]string) e
 			included[d] = file
 		}
 	}
-	stale, err := filepath.Glob(filepath.Join(dir, "compose.*.yaml"))
+	stale, err := filepath.Glob(filepath.Join(dir, hostFilePattern))
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,14 @@ type ContainerReport struct {
 type Report struct {
 	Project    string
 	Containers []ContainerReport // sorted by Service
+	// HostErrors holds, with a Composer that routes by host, the failures
+	// of hosts that no decky of the scope runs on but that were to be
+	// listed (hosts opened earlier, or named by
+	// dockercompose.WithKnownHosts): each a *HostError naming its host,
+	// sorted by host. Their containers of the scope (a moved decky's old
+	// ones, strays) were neither listed nor removed. The failures of hosts
+	// that deckies run on are in those deckies' ContainerReports.
+	HostErrors []error
 }
 
 // Changed reports how many containers Reconcile acted on.
@@ -52,7 +60,7 @@ func (r Report) Changed() int {
 	return n
 }
 
-// Err joins the errors of the report's containers.
+// Err joins the errors of the report's containers and its HostErrors.
 func (r Report) Err() error {
 	var errs []error
 	for _, c := range r.Containers {
@@ -60,7 +68,7 @@ func (r Report) Err() error {
 			errs = append(errs, c.Err)
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, r.HostErrors...)...)
 }
 
 // Reconcile makes the engine match the Store for one scope (topology "" =
@@ -74,7 +82,9 @@ func (r Report) Err() error {
 //
 // The Composer must be a ContainerLister; otherwise Reconcile returns an
 // error matching errors.ErrUnsupported. The returned error joins the
-// failures of single containers, which the Report details.
+// failures of single containers, which the Report details, and those of
+// hosts that hold no decky of the scope but could not be listed
+// (Report.HostErrors).
 func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error) {
 	lister, ok := m.composer.(ContainerLister)
 	if !ok {
@@ -104,6 +114,12 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 	}
 
 	rep := Report{Project: p.Name}
+	for host, err := range down {
+		if !slices.ContainsFunc(deckies, func(d Decky) bool { return m.hostOf(d) == host }) {
+			rep.HostErrors = append(rep.HostErrors, err)
+		}
+	}
+	slices.SortFunc(rep.HostErrors, func(a, b error) int { return cmp.Compare(hostOfErr(a), hostOfErr(b)) })
 	var (
 		mu   sync.Mutex
 		errs []error
@@ -140,7 +156,7 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 	}
 	_ = g.Wait()
 	if len(errs) > 0 {
-		return rep, errors.Join(errs...)
+		return rep, errors.Join(append(errs, rep.HostErrors...)...)
 	}
 	// Containers of deckies that are not in the Store.
 	for decky, keys := range byDecky {
@@ -148,7 +164,7 @@ func (m *Manager) Reconcile(ctx context.Context, topology string) (Report, error
 			continue
 		}
 		if !run(decky, keys) {
-			return rep, errors.Join(errs...)
+			return rep, errors.Join(append(errs, rep.HostErrors...)...)
 		}
 	}
 	slices.SortFunc(rep.Containers, func(a, b ContainerReport) int { return cmp.Compare(a.Service, b.Service) })
@@ -299,6 +315,16 @@ func (m *Manager) removeFrom(ctx context.Context, topology, host, key string) er
 	svc.CustomLabels = types.Labels{composeProjectLabel: stray.Name, composeServiceLabel: key, composeOneoffLabel: "False"}
 	stray.Services[key] = withHost(svc, host)
 	return m.engineDown(ctx, stray, key)
+}
+
+// hostOfErr returns the host a HostError names.
+func hostOfErr(err error) string {
+	var he *HostError
+	errors.As(err, &he)
+	if he == nil {
+		return ""
+	}
+	return he.Host
 }
 
 // foundHosts returns the hosts cs were found on, sorted, each once.

@@ -302,7 +302,7 @@ func TestSpanDeployReconcileMoveTeardown(t *testing.T) {
 	// One compose file per host; each reproduces its host's part and
 	// changes nothing there.
 	checkHostFile(t, e, f, filepath.Join(f.dir, f.project, "compose.yaml"), "", e.a, afterA)
-	entries, _ := filepath.Glob(filepath.Join(f.dir, f.project, "compose.*.yaml"))
+	entries, _ := filepath.Glob(filepath.Join(f.dir, f.project, "compose.host.*.yaml"))
 	if len(entries) != 1 {
 		t.Fatalf("host files %v, want one for B", entries)
 	}
