@@ -38,7 +38,6 @@ import (
 // An entry that cannot be decoded is quarantined (set aside, not returned)
 // so that the events after it flow: FileStore renames its file
 // "<id>.json.bad"; package sqlstore marks its row dead.
-//
 type Outbox interface {
 	// AppendEvent stores e durably (e.ID is unique) before returning.
 	AppendEvent(ctx context.Context, e Event) error
@@ -67,6 +66,10 @@ const (
 	defaultRedeliveryMax = 30 * time.Second
 	// relayBatch is how many pending events one round of the relay reads.
 	relayBatch = 64
+	// closeRetryMin and closeRetryMax bound the backoff of Close's retries
+	// (or WithRedelivery's, if shorter).
+	closeRetryMin = 50 * time.Millisecond
+	closeRetryMax = time.Second
 )
 
 // WithRedelivery sets the backoff of the relay that publishes again the
@@ -374,7 +377,8 @@ func (r *relay) close(ctx context.Context) error {
 			continue
 		}
 		r.m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: close: redelivery failed", slog.Any("error", err))
-		backoff = r.nextBackoff(backoff)
+		// Close has a deadline: it retries sooner than the relay.
+		backoff = min(max(2*backoff, min(r.m.redeliveryMin, closeRetryMin)), r.m.redeliveryMax, closeRetryMax)
 		t := time.NewTimer(jitter(backoff))
 		select {
 		case <-t.C:
