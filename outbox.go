@@ -162,7 +162,7 @@ type relay struct {
 	// finds nothing left; false at start with a durable outbox (what an
 	// earlier process left is unknown until the first round).
 	clear   bool
-	gen     uint64  // counts the events queued (outbox or mem)
+	gen     uint64  // counts the starts and ends of queue calls
 	queuing int     // queue calls in progress
 	mem     []Event // events the outbox refused too (best effort), by ID
 }
@@ -192,6 +192,9 @@ func (r *relay) queue(ctx context.Context, e Event, tried bool) {
 	cancel()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Counted again once stored: a round that read the outbox before this
+	// append committed must see that something came meanwhile.
+	r.gen++
 	r.queuing--
 	if err != nil {
 		r.m.log.LogAttrs(ctx, slog.LevelError, "servicelive: the outbox refused an event: kept in memory until the relay publishes it (lost if the process ends first)",
@@ -236,10 +239,10 @@ func (r *relay) tick() {
 	default:
 		return // Close is flushing
 	}
-	defer func() { <-r.sem }()
 	r.mu.Lock()
 	if r.closed { // Close ran meanwhile: it has flushed
 		r.mu.Unlock()
+		<-r.sem
 		return
 	}
 	gen := r.gen
@@ -249,6 +252,10 @@ func (r *relay) tick() {
 		r.m.log.LogAttrs(context.Background(), slog.LevelWarn, "servicelive: redelivery failed", slog.Any("error", err))
 		r.release()
 	}
+	// Released before scheduling: a timer that fires from now on finds
+	// the semaphore free (one that fired before found the timer unset,
+	// and the next round is scheduled below).
+	<-r.sem
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
