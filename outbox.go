@@ -29,7 +29,7 @@ import (
 // itself has not returned), and the events of one Manager are delivered in
 // the order of their IDs (a redelivered event may come again after later
 // ones; several Managers relaying one shared Store may interleave their
-// events). The Outbox costs nothing while the Bus takes every event. When
+// events, and so may calls that overlap in time, on different deckies). The Outbox costs nothing while the Bus takes every event. When
 // the Outbox refuses an event too, the relay keeps it in memory (logged at
 // error level), delivered in order with the rest, or lost if the process
 // ends first. At-least-once needs a Bus whose nil error means the event is
