@@ -15,9 +15,9 @@ import (
 )
 
 // BenchmarkPublish measures events per second through a Bus, one publisher
-// publishing one event after the other: on core NATS (written to the
-// connection; the flush at the end is timed), and into a JetStream stream
-// (each Publish waits for the stream's acknowledgment).
+// publishing one event after the other: on core NATS (each Publish flushes:
+// a round trip to the server), and into a JetStream stream (each Publish
+// waits for the stream's acknowledgment).
 func BenchmarkPublish(b *testing.B) {
 	for _, mode := range modes {
 		b.Run("mode="+mode.name, func(b *testing.B) {
