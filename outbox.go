@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -223,16 +224,17 @@ func (r *relay) scheduleLocked(d time.Duration) {
 	r.timer = time.AfterFunc(d, r.tick)
 }
 
-// testHookTick, if set, runs at the start of each timer round (tests).
-var testHookTick func()
+// testHookTick, if set, runs at the start of each timer round, given the
+// relay's Manager (tests; atomic: other relays' timers read it).
+var testHookTick atomic.Pointer[func(*Manager)]
 
 // tick is the timer's round.
 func (r *relay) tick() {
 	r.mu.Lock()
 	r.timer = nil
 	r.mu.Unlock()
-	if testHookTick != nil {
-		testHookTick()
+	if f := testHookTick.Load(); f != nil {
+		(*f)(r.m)
 	}
 	select {
 	case r.sem <- struct{}{}:

@@ -275,7 +275,10 @@ func TestNoRoundAfterClose(t *testing.T) {
 	ctx := context.Background()
 	fired, resume := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	servicelive.SetTestHookTick(func() {
+	servicelive.SetTestHookTick(func(m *servicelive.Manager) {
+		if m != h.Manager { // another test's Manager, still retrying
+			return
+		}
 		once.Do(func() {
 			close(fired)
 			<-resume
