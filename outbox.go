@@ -383,6 +383,11 @@ func (r *relay) close(ctx context.Context) error {
 			if done {
 				return nil
 			}
+			// A call is appending an event: let it finish.
+			select {
+			case <-time.After(time.Millisecond):
+			case <-ctx.Done():
+			}
 			continue
 		}
 		r.m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: close: redelivery failed", slog.Any("error", err))
