@@ -19,8 +19,13 @@ const (
 type Event struct {
 	// ID identifies the event: a UUIDv7 (RFC 9562) in its canonical
 	// lowercase text form, unique and ordered by time (the IDs of one
-	// Manager sort in the order of its events). A Bus may deliver an event
-	// more than once (see Outbox): consumers deduplicate by ID.
+	// Manager sort in the order of its events). A Manager delivers its
+	// events in ID order, also when some wait in its Outbox: none overtakes
+	// an older one that waits (per Manager only: the events of several
+	// Managers may interleave, and so may those of calls that overlap in
+	// time, which only mutations of different deckies do). A Bus may
+	// deliver an event more than once (see Outbox), possibly after later
+	// ones: consumers deduplicate by ID.
 	ID string `json:"id,omitempty"`
 	// Time is when the Manager committed the change (UTC).
 	Time time.Time `json:"time,omitzero"`

@@ -32,7 +32,7 @@ func (s *FileStore) AppendEvent(ctx context.Context, e Event) error {
 		return s.errorf("outbox: encode event %s: %w", e.ID, err)
 	}
 	dir := s.outboxDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := s.makeOutboxDir(dir); err != nil {
 		return s.errorf("outbox: %w", err)
 	}
 	if err := atomicfile.Write(filepath.Join(dir, e.ID+".json"), data, 0o600); err != nil {
@@ -41,10 +41,31 @@ func (s *FileStore) AppendEvent(ctx context.Context, e Event) error {
 	return nil
 }
 
+// makeOutboxDir creates dir if missing and then fsyncs its parent, so that
+// the directory survives an OS crash along with the event files in it.
+func (s *FileStore) makeOutboxDir(dir string) error {
+	err := os.Mkdir(dir, 0o700)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return nil
+	case err != nil:
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+// syncDir fsyncs a directory (a variable for the tests).
+var syncDir = realSyncDir
+
+// realSyncDir is atomicfile.SyncDir.
+var realSyncDir = atomicfile.SyncDir
+
 // PendingEvents returns up to limit events of the outbox directory, by ID.
 // It claims nothing: several processes sharing the file may publish the
 // same event (at least once; consumers deduplicate by ID). A file that
-// cannot be parsed is an error naming it.
+// cannot be parsed as the event of its name is quarantined: renamed
+// "<id>.json.bad" (left for an operator) and skipped, so that the events
+// after it flow.
 func (s *FileStore) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -74,7 +95,11 @@ func (s *FileStore) PendingEvents(ctx context.Context, limit int) ([]Event, erro
 		}
 		var e Event
 		if err := json.Unmarshal(data, &e); err != nil || e.ID != id {
-			return nil, s.errorf("outbox: event file %s: not an event of this ID (%v)", ent.Name(), err)
+			name := filepath.Join(s.outboxDir(), ent.Name())
+			if err := os.Rename(name, name+".bad"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, s.errorf("outbox: quarantine the undecodable event file %s: %w", ent.Name(), err)
+			}
+			continue
 		}
 		out = append(out, e)
 	}

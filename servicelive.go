@@ -23,8 +23,9 @@ const DefaultFleetProject = "decnet"
 // the caller's context is already cancelled.
 const rollbackTimeout = 30 * time.Second
 
-// publishTimeout bounds Bus.Publish, which runs after the change is
-// committed, whatever the caller's context.
+// publishTimeout bounds the relay's Bus.Publish (and each Outbox call),
+// which run after the change is committed, whatever the caller's context;
+// a mutation's own publish gets inlinePublishTimeout.
 const publishTimeout = 5 * time.Second
 
 // fleetProjectRE: a compose project name without "_", which is reserved for
@@ -94,24 +95,27 @@ func New(store Store, composer Composer, reg *Registry, opts ...Option) (*Manage
 	m.files.m = m
 	if m.bus != nil {
 		if ob, ok := store.(Outbox); ok {
-			m.relay = newRelay(m, ob)
-			m.relay.schedule(0) // what an earlier process left behind
+			m.relay = newRelay(m, ob, false) // unknown until the first round
+			m.relay.schedule(0)              // what an earlier process left behind
 		} else {
-			m.relay = newRelay(m, new(memOutbox))
+			m.relay = newRelay(m, new(memOutbox), true)
 		}
 	}
 	return m, nil
 }
 
-// Close publishes the events the Bus has refused so far, until they are all
-// taken or ctx is done, then stops redelivering them; it returns an error
-// when some are left. Those stay in the Store's Outbox, for the next
-// Manager on it to publish; a Store without one (MemoryStore) loses them.
-// Close neither closes the Bus nor stops the calls in progress; the events
-// of later calls are still published once, and kept in the Outbox when the
-// Bus refuses them. A Manager without a Bus has nothing to close. A Manager
-// never closed leaves no goroutine behind while its Bus takes every event;
-// otherwise a timer redelivers them until they are taken.
+// Close publishes the events the Bus has refused so far, retrying with
+// backoff until they are all taken or ctx is done, then stops redelivering
+// them; it returns an error when some are left. Those stay in the Store's
+// Outbox (its claims released), for the next Manager on it to publish; a
+// Store without one (MemoryStore) loses them, as are those only the memory
+// held. Close neither closes the Bus nor stops the calls in progress; the
+// events of later calls are still published once, straight to the Bus when
+// nothing was left, else kept in the Outbox behind the others. A Manager
+// without a Bus has nothing to close. A Manager never closed leaves no
+// goroutine behind while its Bus takes every event; otherwise a timer
+// redelivers them until they are taken. No round of the relay runs after
+// Close has returned.
 func (m *Manager) Close(ctx context.Context) error {
 	if m.relay == nil {
 		return nil
@@ -377,10 +381,12 @@ func (m *Manager) checkKey(ctx context.Context, ref Ref, service, key string) er
 	return nil
 }
 
-// publish gives e an ID and a time and publishes it on the Bus; when the
-// Bus refuses it (error, panic, timeout), it keeps it in the outbox, for the
-// relay, before returning: the event of a call that returns is either taken
-// by the Bus or kept. Failures are logged, never returned.
+// publish gives e an ID and a time and publishes it on the Bus, unless
+// older events wait in the outbox (the breaker, see Outbox); when the Bus
+// refuses it (error, panic, no answer within inlinePublishTimeout), or
+// older events wait, it keeps it in the outbox, for the relay, before
+// returning: the event of a call that returns is either taken by the Bus
+// or kept, behind the older ones. Failures are logged, never returned.
 func (m *Manager) publish(ctx context.Context, e Event) {
 	if m.bus == nil {
 		return
@@ -391,31 +397,29 @@ func (m *Manager) publish(ctx context.Context, e Event) {
 	// up meanwhile, but a Bus or Outbox that hangs cannot hold the call for
 	// long.
 	ctx = context.WithoutCancel(ctx)
-	err := m.sendEvent(ctx, e)
+	r := m.relay
+	if !r.direct() {
+		r.queue(ctx, e, false)
+		return
+	}
+	err := m.sendEvent(ctx, e, inlinePublishTimeout)
 	if err == nil {
 		return
 	}
-	r := m.relay
-	octx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	if aerr := r.ob.AppendEvent(octx, e); aerr != nil {
-		m.log.LogAttrs(ctx, slog.LevelError, "servicelive: publish failed and the outbox too: event lost", slog.String("topic", e.Topic()), slog.String("id", e.ID), slog.Any("error", err), slog.Any("outbox_error", aerr))
-		return
-	}
 	m.log.LogAttrs(ctx, slog.LevelWarn, "servicelive: publish failed (kept in the outbox)", slog.String("topic", e.Topic()), slog.String("id", e.ID), slog.Any("error", err))
-	r.failed()
+	r.queue(ctx, e, true)
 }
 
-// sendEvent runs Bus.Publish bounded by the publish timeout, turning a
-// panic into an error.
-func (m *Manager) sendEvent(ctx context.Context, e Event) (err error) {
+// sendEvent runs Bus.Publish bounded by timeout, turning a panic into an
+// error.
+func (m *Manager) sendEvent(ctx context.Context, e Event, timeout time.Duration) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			m.log.LogAttrs(ctx, slog.LevelError, "servicelive: publish panicked", slog.String("topic", e.Topic()), slog.Any("panic", r))
 			err = fmt.Errorf("publish panicked: %v", r)
 		}
 	}()
-	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return m.bus.Publish(pctx, cloneEvent(e))
 }

@@ -2,6 +2,7 @@ package natsbus_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,9 +15,9 @@ import (
 )
 
 // BenchmarkPublish measures events per second through a Bus, one publisher
-// publishing one event after the other: on core NATS (written to the
-// connection; the flush at the end is timed), and into a JetStream stream
-// (each Publish waits for the stream's acknowledgment).
+// publishing one event after the other: on core NATS (each Publish flushes:
+// a round trip to the server), and into a JetStream stream (each Publish
+// waits for the stream's acknowledgment).
 func BenchmarkPublish(b *testing.B) {
 	for _, mode := range modes {
 		b.Run("mode="+mode.name, func(b *testing.B) {
@@ -48,12 +49,26 @@ func BenchmarkPublish(b *testing.B) {
 // BenchmarkAddService measures Manager.AddService (MemoryStore, the fake
 // engine servicelivetest.Composer) with each Bus: none, LocalBus, natsbus on
 // core NATS and on JetStream, and natsbus with its server down (every event
-// goes to the in-memory outbox). Each iteration times one AddService; the
-// RemoveService that undoes it is not timed.
+// goes to the in-memory outbox), and LocalBus and natsbus with its server
+// down on a FileStore (-file) and a SQLite sqlstore (-sqlite), whose
+// outboxes are durable. Each iteration times one
+// AddService; the RemoveService that undoes it is not timed.
 func BenchmarkAddService(b *testing.B) {
-	for _, bus := range []string{"none", "local", "core", "jetstream", "down"} {
-		b.Run("bus="+bus, func(b *testing.B) {
-			store := servicelive.NewMemoryStore(map[string][]servicelive.Decky{"": {{Name: "web0", Image: "decnet/base", Services: []string{"http"}}}})
+	for _, name := range []string{"none", "local", "core", "jetstream", "down", "local-file", "down-file", "local-sqlite", "down-sqlite"} {
+		b.Run("bus="+name, func(b *testing.B) {
+			var store servicelive.Store = servicelive.NewMemoryStore(map[string][]servicelive.Decky{"": {{Name: "web0", Image: "decnet/base", Services: []string{"http"}}}})
+			bus, kind, _ := strings.Cut(name, "-")
+			switch kind {
+			case "file":
+				store = backends[0].open(b, backends[0].fresh(b))
+			case "sqlite":
+				store = backends[1].open(b, backends[1].fresh(b))
+			}
+			if p, ok := store.(putter); ok {
+				if err := p.Put(context.Background(), "", servicelive.Decky{Name: "web0", Image: "decnet/base", Services: []string{"http"}}); err != nil {
+					b.Fatal(err)
+				}
+			}
 			reg, err := servicelive.NewRegistry(services...)
 			if err != nil {
 				b.Fatal(err)
@@ -68,7 +83,7 @@ func BenchmarkAddService(b *testing.B) {
 				br := natstest.Start(b)
 				nc := connect(b, br.URL())
 				stream := ""
-				if bus == "jetstream" || bus == "down" {
+				if bus != "core" {
 					stream = "DECKY"
 				}
 				// Close does not wait long for a server that is gone.

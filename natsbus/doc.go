@@ -40,15 +40,25 @@
 //
 // # Core NATS and JetStream
 //
-// By default events are published on core NATS: fire and forget, only the
-// subscribers connected at that moment get them. With WithJetStream they are
-// stored in a stream (created by New if missing, with subjects "decky.>"; an
-// existing stream must capture them, or New fails with a
-// *StreamMismatchError: it is never altered), and Publish returns once the
-// stream has acknowledged the event. Each message carries the header
-// Nats-Msg-Id = the event's ID, so a redelivered event (the Manager publishes
-// again an event whose acknowledgment was lost) is dropped by the stream's
-// duplicate window.
+// By default events are published on core NATS: only the subscribers
+// connected at that moment get them, and nothing stores them. Publish
+// flushes after each event (a round trip to the server, bounded by the
+// Manager's 1 s), so that a server that is gone is noticed and the event
+// kept in the Manager's Outbox; but a nil error only means that the server
+// received it, not that any subscriber did: the Manager's at-least-once
+// guarantee (see servicelive.Outbox) needs WithJetStream. The flush costs a
+// round trip per event (see BENCHMARKS.md), nothing at the rate of
+// container changes.
+//
+// With WithJetStream the events are stored in a stream (created by New if
+// missing, with subjects "decky.>" and a duplicate window of 1 h,
+// WithDuplicateWindow; an existing stream must capture them and acknowledge
+// publishes (no NoAck), or New fails with a *StreamMismatchError: it is
+// never altered), and Publish returns once the stream has acknowledged the
+// event. Each message carries the header Nats-Msg-Id = the event's ID, so a
+// redelivered event (the Manager publishes again an event whose
+// acknowledgment was lost) is dropped by the stream's duplicate window, if
+// it comes back within it.
 //
 // Publish fails at once, with ErrNotConnected, when the connection is not
 // connected (reconnecting, say): nats.go would otherwise keep the message in

@@ -26,6 +26,9 @@ const StreamSubjects = "decky.>"
 const (
 	defaultSetupTimeout = 10 * time.Second
 	defaultFlushTimeout = 5 * time.Second
+	// DefaultDuplicateWindow is the duplicate window of the stream New
+	// creates (see WithDuplicateWindow).
+	DefaultDuplicateWindow = time.Hour
 )
 
 // Errors of Publish and Subscribe.
@@ -47,6 +50,7 @@ type Bus struct {
 	stream       string
 	setupTimeout time.Duration
 	flushTimeout time.Duration
+	dupWindow    time.Duration
 
 	mu     sync.Mutex
 	closed bool
@@ -66,30 +70,49 @@ func WithJetStream(stream string) Option { return func(b *Bus) { b.stream = stre
 func WithSetupTimeout(d time.Duration) Option { return func(b *Bus) { b.setupTimeout = d } }
 
 // WithFlushTimeout bounds how long Close waits for the server to have
-// received what was published: 5 s by default.
+// received what was published, and a core NATS Publish whose ctx has no
+// deadline: 5 s by default.
 func WithFlushTimeout(d time.Duration) Option { return func(b *Bus) { b.flushTimeout = d } }
 
+// WithDuplicateWindow sets the duplicate window of the stream New creates
+// (an existing stream keeps its own): the stream drops a message whose
+// Nats-Msg-Id it has stored within that time, so an event published again
+// after its acknowledgment was lost is stored once if the Manager's relay
+// publishes it again within the window (outages longer than it store it
+// twice; consumers deduplicate by ID anyway). Default
+// DefaultDuplicateWindow, 1 h, where the server's default is 2 minutes: the
+// server keeps every ID of the window in memory (about 100 bytes an event:
+// 36 MB at 100 events/s, negligible at the rate of container changes) and
+// checks each publish against them.
+func WithDuplicateWindow(d time.Duration) Option { return func(b *Bus) { b.dupWindow = d } }
+
 // StreamMismatchError is returned by New when the JetStream stream exists
-// but does not capture the events' subjects: New does not alter it.
+// but does not capture the events' subjects, or does not acknowledge
+// publishes (NoAck: every Publish would time out): New does not alter it.
 type StreamMismatchError struct {
 	Stream   string
 	Subjects []string // the stream's
+	NoAck    bool     // the stream's NoAck
 }
 
 func (e *StreamMismatchError) Error() string {
+	if e.NoAck {
+		return fmt.Sprintf("natsbus: stream %s exists with no_ack set: it would acknowledge no event (it is left as it is)", e.Stream)
+	}
 	return fmt.Sprintf("natsbus: stream %s exists with subjects %q, which do not capture %s (it is left as it is)", e.Stream, e.Subjects, StreamSubjects)
 }
 
 // New returns a Bus publishing on nc, which stays the caller's: Close does
 // not close it. With WithJetStream it checks the stream, or creates it
-// (file storage, subjects StreamSubjects, the server's default duplicate
-// window of 2 minutes), and fails with a *StreamMismatchError when an
-// existing stream does not capture StreamSubjects.
+// (file storage, subjects StreamSubjects, the duplicate window of
+// WithDuplicateWindow), and fails with a *StreamMismatchError when an
+// existing stream does not capture StreamSubjects or has NoAck set; it
+// never alters an existing stream.
 func New(nc *nats.Conn, opts ...Option) (*Bus, error) {
 	if nc == nil {
 		return nil, errors.New("natsbus: nil connection")
 	}
-	b := &Bus{nc: nc, setupTimeout: defaultSetupTimeout, flushTimeout: defaultFlushTimeout, subs: make(map[*subscription]struct{})}
+	b := &Bus{nc: nc, setupTimeout: defaultSetupTimeout, flushTimeout: defaultFlushTimeout, dupWindow: DefaultDuplicateWindow, subs: make(map[*subscription]struct{})}
 	for _, o := range opts {
 		o(b)
 	}
@@ -111,6 +134,7 @@ func New(nc *nats.Conn, opts ...Option) (*Bus, error) {
 			Description: "servicelive events (github.com/decnet/servicelive/natsbus)",
 			Subjects:    []string{StreamSubjects},
 			Storage:     jetstream.FileStorage,
+			Duplicates:  b.dupWindow,
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return New(nc, opts...) // made meanwhile by another process: check it
@@ -121,9 +145,9 @@ func New(nc *nats.Conn, opts ...Option) (*Bus, error) {
 	case err != nil:
 		return nil, fmt.Errorf("natsbus: stream %s: %w", b.stream, err)
 	default:
-		subjects := s.CachedInfo().Config.Subjects
-		if !slices.ContainsFunc(subjects, func(f string) bool { return covers(f, StreamSubjects) }) {
-			return nil, &StreamMismatchError{Stream: b.stream, Subjects: subjects}
+		cfg := s.CachedInfo().Config
+		if !slices.ContainsFunc(cfg.Subjects, func(f string) bool { return covers(f, StreamSubjects) }) || cfg.NoAck {
+			return nil, &StreamMismatchError{Stream: b.stream, Subjects: cfg.Subjects, NoAck: cfg.NoAck}
 		}
 	}
 	return b, nil
@@ -164,12 +188,14 @@ type payload struct {
 
 // Publish sends e on subject e.Topic(). It fails at once with
 // ErrNotConnected when the connection is not connected, and with ErrClosed
-// after Close. On core NATS it returns once the message is in the
-// connection's outgoing buffer (sent by nats.go's flusher; the server
-// delivers it to the subscribers of that moment, if any); with JetStream
-// once the stream has acknowledged it (or ctx is done), the header
-// Nats-Msg-Id set to e.ID. A connection that died without nats.go noticing
-// yet holds a JetStream Publish until ctx ends (the Manager bounds it to 5 s).
+// after Close. On core NATS it returns once the server has answered a
+// ping sent after the message (a flush, bounded by ctx's deadline, or the
+// flush timeout when ctx has none): the server has received it and passed
+// it to the subscribers of that moment, if any, but nothing stores it;
+// with JetStream once the stream has acknowledged it (or ctx is done), the
+// header Nats-Msg-Id set to e.ID. A connection that died without nats.go
+// noticing yet holds a Publish until ctx ends (the Manager bounds its own
+// publish to 1 s, its relay's to 5 s).
 func (b *Bus) Publish(ctx context.Context, e servicelive.Event) error {
 	topic := e.Topic()
 	if !servicelive.ValidTopic(topic) {
@@ -195,6 +221,16 @@ func (b *Bus) Publish(ctx context.Context, e servicelive.Event) error {
 	if b.js == nil {
 		if err := b.nc.PublishMsg(msg); err != nil {
 			return fmt.Errorf("natsbus: publish %s: %w", topic, err)
+		}
+		// A nil error so far only means buffered: the flush notices a
+		// server that is gone.
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, b.flushTimeout)
+			defer cancel()
+		}
+		if err := b.nc.FlushWithContext(ctx); err != nil {
+			return fmt.Errorf("natsbus: publish %s: flush: %w", topic, err)
 		}
 		return nil
 	}

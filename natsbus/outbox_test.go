@@ -81,6 +81,22 @@ func streamMsgs(t testing.TB, nc *nats.Conn, stream string) uint64 {
 	return info.State.Msgs
 }
 
+// waitStreamMsgs waits until stream holds n messages.
+func waitStreamMsgs(t testing.TB, nc *nats.Conn, stream string, n uint64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msgs := streamMsgs(t, nc, stream)
+		if msgs >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream holds %d messages after %v, want %d", msgs, timeout, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // checkOnce fails t unless got holds each ID of want once, and nothing
 // else.
 func checkOnce(t testing.TB, got []servicelive.Event, want []string) {
@@ -125,7 +141,11 @@ func TestBrokerDownDuringMutations(t *testing.T) {
 				}
 			}
 			mutated := time.Since(start)
-			waitDrained(t, s, 30*time.Second)
+			// The stream first: polling the outbox claims its rows, which
+			// a relay round running at that moment would skip (PostgreSQL's
+			// SKIP LOCKED) and take for an empty outbox.
+			waitStreamMsgs(t, nc, "DECKY", n, 30*time.Second)
+			waitDrained(t, s, 5*time.Second)
 			t.Logf("%d mutations in %v, the server down for %v of them; outbox drained %v later", n, mutated, downFor, time.Since(start)-mutated)
 
 			ch, err := bus.Subscribe(ctx, "decky.>", natsbus.Durable("all"))
@@ -136,9 +156,12 @@ func TestBrokerDownDuringMutations(t *testing.T) {
 			quiet(t, ch, 300*time.Millisecond)
 			ids := map[string]bool{}
 			perDecky := map[string]int{}
-			for _, e := range got {
+			for i, e := range got {
 				if ids[e.ID] {
 					t.Fatalf("event %s delivered twice", e.ID)
+				}
+				if i > 0 && e.ID < got[i-1].ID {
+					t.Fatalf("event %d (%s) stored after a later one (%s): the events of one Manager must keep their order", i, e.ID, got[i-1].ID)
 				}
 				ids[e.ID] = true
 				perDecky[e.Decky]++

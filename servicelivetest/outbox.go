@@ -96,6 +96,15 @@ func storeTestOutbox(t *testing.T, c *storeSuite) {
 	if again := pending(t, other, 10); !slices.Equal(eventIDs(again), eventIDs(got)) {
 		t.Fatalf("the reopened handle got %v, then %v: want its events back", eventIDs(got), eventIDs(again))
 	}
+	if rel, ok := ob.(servicelive.OutboxReleaser); ok {
+		// Released claims are the other handle's at once.
+		if err := rel.ReleaseEvents(ctx); err != nil {
+			t.Fatalf("ReleaseEvents: %v", err)
+		}
+		if all := pending(t, other, 10); !slices.Equal(eventIDs(all), eventIDs(left)) {
+			t.Fatalf("after the first handle released its claims, the other got %v, want all %v", eventIDs(all), eventIDs(left))
+		}
+	}
 	if err := other.DeleteEvents(ctx, eventIDs(left)...); err != nil {
 		t.Fatalf("DeleteEvents through the reopened handle: %v", err)
 	}

@@ -119,7 +119,9 @@ func storeHandleName(i int) string {
 //   - when the store is a servicelive.Outbox: appended events come back by
 //     ID, whole, limited, an ID appended twice once; deleted ones are gone
 //     (unknown IDs ignored); with WithReopen, another handle sees them and
-//     each handle gets back the events it was given;
+//     each handle gets back the events it was given, and, when the store is
+//     a servicelive.OutboxReleaser, all of them once the first released its
+//     claims;
 //   - Get and List running in goroutines while others Update the same decky
 //     and others: every decky read is whole (each Update writes several
 //     fields from one counter, and a reader checks that they agree), no
