@@ -222,26 +222,13 @@ $pprof_cum
 </details>
 
 EOF
-	if [ -f bench/NOTES.md ]; then
-		cat bench/NOTES.md
-		echo
-	fi
-	if [ -f bench/STORES.md ]; then
-		cat bench/STORES.md
-		echo
-	fi
-	if [ -f bench/SCALE.md ]; then
-		cat bench/SCALE.md
-		echo
-	fi
-	if [ -f bench/NATS.md ]; then
-		cat bench/NATS.md
-		echo
-	fi
-	if [ -f bench/HOSTS.md ]; then
-		cat bench/HOSTS.md
-		echo
-	fi
+	# The sections measured by hand or by `bench/run.sh scale`, kept as they are.
+	for section in NOTES STORES SCALE NATS HOSTS; do
+		if [ -f "bench/$section.md" ]; then
+			cat "bench/$section.md"
+			echo
+		fi
+	done
 	cat <<EOF
 ## Reproduce
 
