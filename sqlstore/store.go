@@ -184,7 +184,7 @@ func (s *Store) List(ctx context.Context, topology string) ([]servicelive.Decky,
 		if doc == nil {
 			continue // the LEFT JOIN's row of an empty scope
 		}
-		d, err := decodeDecky(doc)
+		d, err := servicelive.UnmarshalDecky(doc)
 		if err != nil {
 			return nil, s.errorf("list %s: %w", scopeName(topology), err)
 		}
@@ -247,7 +247,7 @@ func (s *Store) Update(ctx context.Context, ref servicelive.Ref, fn func(*servic
 			return final{err}
 		}
 		stored = d.Clone() // fn's caller may still hold &d
-		enc, err := encodeDecky(stored)
+		enc, err := servicelive.MarshalDecky(stored)
 		if err != nil {
 			return final{s.errorf("update %s: encode: %w", ref, err)}
 		}
@@ -271,7 +271,7 @@ func (s *Store) Put(ctx context.Context, topology string, d servicelive.Decky) e
 	if err := servicelive.CheckPut(topology, d); err != nil {
 		return err
 	}
-	enc, err := encodeDecky(d)
+	enc, err := servicelive.MarshalDecky(d)
 	if err != nil {
 		return s.errorf("put %s: encode: %w", servicelive.Ref{Topology: topology, Decky: d.Name}, err)
 	}
@@ -344,7 +344,7 @@ func (s *Store) queryDocs(ctx context.Context, q string, args ...any) ([][]byte,
 
 // decode decodes the document of ref.
 func (s *Store) decode(ref servicelive.Ref, doc []byte) (servicelive.Decky, error) {
-	d, err := decodeDecky(doc)
+	d, err := servicelive.UnmarshalDecky(doc)
 	if err == nil && d.Name != ref.Decky {
 		err = fmt.Errorf("the row of %s holds decky %q", ref.Decky, d.Name)
 	}

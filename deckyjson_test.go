@@ -1,4 +1,4 @@
-package sqlstore
+package servicelive_test
 
 import (
 	"bytes"
@@ -8,9 +8,9 @@ import (
 	"github.com/decnet/servicelive"
 )
 
-// TestCodecRoundTrip checks that a decky comes back from its document
+// TestDeckyJSONRoundTrip checks that a decky comes back from its document
 // exactly: types of config values, nil apart from empty.
-func TestCodecRoundTrip(t *testing.T) {
+func TestDeckyJSONRoundTrip(t *testing.T) {
 	tests := []servicelive.Decky{
 		{Name: "web1"},
 		{Name: "web1", Services: []string{}, Config: map[string]servicelive.Config{}},
@@ -25,13 +25,13 @@ func TestCodecRoundTrip(t *testing.T) {
 		},
 	}
 	for _, d := range tests {
-		doc, err := encodeDecky(d)
+		doc, err := servicelive.MarshalDecky(d)
 		if err != nil {
-			t.Fatalf("encodeDecky(%#v): %v", d, err)
+			t.Fatalf("servicelive.MarshalDecky(%#v): %v", d, err)
 		}
-		got, err := decodeDecky(doc)
+		got, err := servicelive.UnmarshalDecky(doc)
 		if err != nil {
-			t.Fatalf("decodeDecky(%s): %v", doc, err)
+			t.Fatalf("servicelive.UnmarshalDecky(%s): %v", doc, err)
 		}
 		if !reflect.DeepEqual(got, d) {
 			t.Errorf("round trip of\n\t%#v\ngave\n\t%#v\nthrough %s", d, got, doc)
@@ -39,8 +39,8 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCodecRefuses checks that documents of the wrong shape are errors.
-func TestCodecRefuses(t *testing.T) {
+// TestDeckyJSONRefuses checks that documents of the wrong shape are errors.
+func TestDeckyJSONRefuses(t *testing.T) {
 	for _, doc := range []string{
 		``, `null x`, `{"name":"a"} {}`, `[]`,
 		`{"name":"a","config":{"s":{"k":{"t":"int","v":"22"}}}}`,
@@ -50,18 +50,18 @@ func TestCodecRefuses(t *testing.T) {
 		`{"name":"a","config":{"s":{"k":{"t":"[]string","v":[1]}}}}`,
 		`{"name":"a","config":{"s":{"k":{"t":"float","v":1}}}}`,
 	} {
-		if d, err := decodeDecky([]byte(doc)); err == nil {
-			t.Errorf("decodeDecky(%s) = %#v, want an error", doc, d)
+		if d, err := servicelive.UnmarshalDecky([]byte(doc)); err == nil {
+			t.Errorf("servicelive.UnmarshalDecky(%s) = %#v, want an error", doc, d)
 		}
 	}
-	if _, err := encodeDecky(servicelive.Decky{Name: "a", Config: map[string]servicelive.Config{"s": {"k": 1.5}}}); err == nil {
+	if _, err := servicelive.MarshalDecky(servicelive.Decky{Name: "a", Config: map[string]servicelive.Config{"s": {"k": 1.5}}}); err == nil {
 		t.Error("encodeDecky of a float64 value succeeded")
 	}
 }
 
-// FuzzDecodeDecky checks that any document either fails to decode or
+// FuzzUnmarshalDecky checks that any document either fails to decode or
 // decodes to a decky whose own document decodes to it again.
-func FuzzDecodeDecky(f *testing.F) {
+func FuzzUnmarshalDecky(f *testing.F) {
 	for _, seed := range []string{
 		`{"name":"web1","services":null,"config":null}`,
 		`{"name":"web1","image":"alpine","services":["ssh"],"config":{"ssh":{"port":{"t":"int","v":22}}}}`,
@@ -71,25 +71,25 @@ func FuzzDecodeDecky(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		d, err := decodeDecky(doc)
+		d, err := servicelive.UnmarshalDecky(doc)
 		if err != nil {
 			return
 		}
 		if err := servicelive.CheckUpdate(servicelive.Ref{Decky: d.Name}, d); err != nil {
 			return // e.g. invalid UTF-8 JSON let through: the store refuses to write it
 		}
-		enc, err := encodeDecky(d)
+		enc, err := servicelive.MarshalDecky(d)
 		if err != nil {
 			t.Fatalf("encodeDecky of a decoded decky: %v", err)
 		}
-		again, err := decodeDecky(enc)
+		again, err := servicelive.UnmarshalDecky(enc)
 		if err != nil {
-			t.Fatalf("decodeDecky(%s): %v", enc, err)
+			t.Fatalf("servicelive.UnmarshalDecky(%s): %v", enc, err)
 		}
 		if !reflect.DeepEqual(again, d) {
 			t.Fatalf("decoded\n\t%#v\nre-encoded as %s, decoded again as\n\t%#v", d, enc, again)
 		}
-		if enc2, _ := encodeDecky(again); !bytes.Equal(enc, enc2) {
+		if enc2, _ := servicelive.MarshalDecky(again); !bytes.Equal(enc, enc2) {
 			t.Fatalf("encoding is not stable: %s then %s", enc, enc2)
 		}
 	})
