@@ -36,8 +36,8 @@
 //
 // A topology exists from the first Put into it and is never removed: it
 // outlives its last decky, as in every servicelive Store. doc is the decky
-// as JSON, each config value with its Go type, the same form as a decky of
-// a servicelive.FileStore file:
+// as servicelive.MarshalDecky writes it (each config value with its Go
+// type), the same form as a decky of a servicelive.FileStore file:
 //
 //	{"name":"web1","image":"alpine","services":["ssh"],"config":{"ssh":{"port":{"t":"int","v":22},"users":{"t":"[]string","v":["root"]}}}}
 //
