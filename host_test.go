@@ -300,3 +300,50 @@ func TestHostFilesLeaveOtherFiles(t *testing.T) {
 		}
 	}
 }
+
+// A stray found on two hosts is removed from each, with a report entry per
+// host (ContainerReport.Host names one host).
+func TestStrayOnTwoHosts(t *testing.T) {
+	m, _, r, _ := newRouted(t)
+	ctx := context.Background()
+	if err := m.Deploy(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	p, err := m.Project(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray := p.Services["a1-ssh"]
+	stray.Name, stray.ContainerName = "a1-http", stray.ContainerName+"-http"
+	stray.Labels = maps.Clone(stray.Labels)
+	stray.Labels[sl.LabelService] = "http"
+	stray.CustomLabels = maps.Clone(stray.CustomLabels)
+	stray.CustomLabels["com.docker.compose.service"] = "a1-http"
+	p.Services["a1-http"] = stray
+	for _, h := range []string{"", "site-b"} {
+		c, _ := r.engine(h)
+		c.Lenient = true // site-b does not run a1's base
+		if err := c.Up(ctx, p, "a1-http"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := m.Reconcile(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range rep.Containers {
+		if c.Service == "a1-http" {
+			got = append(got, c.Host+":"+string(c.Action))
+		}
+	}
+	slices.Sort(got)
+	if want := []string{":removed", "site-b:removed"}; !slices.Equal(got, want) {
+		t.Errorf("stray reports %v, want %v", got, want)
+	}
+	for _, h := range []string{"", "site-b"} {
+		if slices.Contains(r.running(h), "a1-http") {
+			t.Errorf("the stray still runs on %q", h)
+		}
+	}
+}

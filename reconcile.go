@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -30,7 +29,7 @@ type ContainerReport struct {
 	Service string // compose service key
 	Decky   string
 	Found   string // the engine's state before ("" = missing), plus " (diverged)" when it was
-	Host    string // the host acted on ("" = the default engine; hosts joined by "," for a stray found on several)
+	Host    string // the host acted on ("" = the default engine); a stray found on several hosts gets an entry per host
 	Action  Action
 	Err     error // the action's failure, if any
 }
@@ -267,13 +266,15 @@ func (m *Manager) reconcileDecky(ctx context.Context, topology, decky string, by
 		case owner != "":
 			continue // made since by another decky: its own pass converges it
 		}
-		for _, h := range foundHosts(byKey[key]) {
+		for _, h := range foundHosts(byKey[key]) { // one entry per host it was found on
+			r := r
+			r.Host = h
+			r.Found = describe(slices.DeleteFunc(slices.Clone(byKey[key]), func(c Container) bool { return c.Host != h }))
 			if err := m.removeFrom(ctx, topology, h, key); err != nil {
-				r.Err = errors.Join(r.Err, &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "remove " + key, Stage: StageEngine})
+				r.Err = &Error{Op: "reconcile", Ref: ref, Err: err, Msg: "remove " + key, Stage: StageEngine}
 			}
+			out = append(out, r)
 		}
-		r.Host = strings.Join(foundHosts(byKey[key]), ",")
-		out = append(out, r)
 	}
 	return out, ctx.Err()
 }
