@@ -168,9 +168,17 @@ func TestEngineRestartOnSecondHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	banner, err := dialInNetns(fmt.Sprintf("/proc/%s/ns/net", strings.TrimSpace(string(pid))), net.JoinHostPort(ip, "2222"))
-	if err != nil {
-		t.Fatalf("r1-ssh at %s:2222: %v", ip, err)
+	// The recreated service may not listen yet: a refused dial is tried
+	// again for a while.
+	var banner string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		banner, err = dialInNetns(fmt.Sprintf("/proc/%s/ns/net", strings.TrimSpace(string(pid))), net.JoinHostPort(ip, "2222"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("r1-ssh at %s:2222: %v", ip, err)
+		}
 	}
 	if want := "SSH-2.0-hosts r1"; strings.TrimSpace(banner) != want {
 		t.Errorf("banner %q, want %q", banner, want)
