@@ -163,60 +163,54 @@ func TestLoadMigrations(t *testing.T) {
 	}
 }
 
+// onEachDatabase runs fn as a subtest on a new SQLite file and on a new
+// PostgreSQL database.
+func onEachDatabase(t *testing.T, fn func(t *testing.T, driver, dsn string)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, DriverSQLite, filepath.Join(t.TempDir(), "state.db")) })
+	t.Run("postgres", func(t *testing.T) { fn(t, DriverPostgres, pgtest.NewDatabase(t, PG.DSN(t))) })
+}
+
 // TestMigrationAtomic checks that a failing migration changes nothing: its
 // statements are rolled back and the version stays, on both databases; and
 // that the next Open with the fixed migration applies it.
 func TestMigrationAtomic(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		dsn  func(t *testing.T) (string, string)
-	}{
-		{"sqlite", func(t *testing.T) (string, string) {
-			return DriverSQLite, filepath.Join(t.TempDir(), "state.db")
-		}},
-		{"postgres", func(t *testing.T) (string, string) {
-			return DriverPostgres, pgtest.NewDatabase(t, PG.DSN(t))
-		}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			driver, dsn := tt.dsn(t)
-			ctx := context.Background()
-			s, err := Open(ctx, driver, dsn)
+	onEachDatabase(t, func(t *testing.T, driver, dsn string) {
+		ctx := context.Background()
+		s, err := Open(ctx, driver, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		broken := append(migrations[:len(migrations):len(migrations)], migration{
+			version: len(migrations) + 1, name: "broken.sql",
+			sql: "CREATE TABLE servicelive_half (x INTEGER); INSERT INTO servicelive_nosuch VALUES (1)",
+		})
+		if _, err := s.migrateOne(ctx, broken); err == nil {
+			t.Fatal("a broken migration succeeded")
+		}
+		var n int
+		if err := s.db.QueryRow("SELECT MAX(version) FROM servicelive_schema_migrations").Scan(&n); err != nil || n != len(migrations) {
+			t.Errorf("schema version after a failed migration = %d (%v), want %d", n, err, len(migrations))
+		}
+		if _, err := s.db.Exec("SELECT * FROM servicelive_half"); err == nil {
+			t.Error("the failed migration's first statement was kept")
+		}
+		fixed := broken[:len(broken):len(broken)]
+		fixed[len(fixed)-1].sql = "CREATE TABLE servicelive_half (x INTEGER)"
+		for {
+			done, err := s.migrateOne(ctx, fixed)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer s.Close()
-			broken := append(migrations[:len(migrations):len(migrations)], migration{
-				version: len(migrations) + 1, name: "broken.sql",
-				sql: "CREATE TABLE servicelive_half (x INTEGER); INSERT INTO servicelive_nosuch VALUES (1)",
-			})
-			if _, err := s.migrateOne(ctx, broken); err == nil {
-				t.Fatal("a broken migration succeeded")
+			if done {
+				break
 			}
-			var n int
-			if err := s.db.QueryRow("SELECT MAX(version) FROM servicelive_schema_migrations").Scan(&n); err != nil || n != len(migrations) {
-				t.Errorf("schema version after a failed migration = %d (%v), want %d", n, err, len(migrations))
-			}
-			if _, err := s.db.Exec("SELECT * FROM servicelive_half"); err == nil {
-				t.Error("the failed migration's first statement was kept")
-			}
-			fixed := broken[:len(broken):len(broken)]
-			fixed[len(fixed)-1].sql = "CREATE TABLE servicelive_half (x INTEGER)"
-			for {
-				done, err := s.migrateOne(ctx, fixed)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if done {
-					break
-				}
-			}
-			if _, err := s.db.Exec("SELECT * FROM servicelive_half"); err != nil {
-				t.Errorf("the fixed migration was not applied: %v", err)
-			}
-			if err := s.Put(ctx, "", servicelive.Decky{Name: "web1"}); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+		}
+		if _, err := s.db.Exec("SELECT * FROM servicelive_half"); err != nil {
+			t.Errorf("the fixed migration was not applied: %v", err)
+		}
+		if err := s.Put(ctx, "", servicelive.Decky{Name: "web1"}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
